@@ -1,0 +1,60 @@
+"""CLI: expected calibration error and reliability-diagram bins on the clean test set (paper Fig. 3, App. A.5).
+
+Equal-width confidence bins (``evaluate.ece.n_bins``), no temperature scaling (Guo et al. 2017; the metric is
+``dat.metrics.expected_calibration_error``).
+
+Example::
+
+    python -m dat.eval_calibration --config results/fmnist_dat/run.json --model results/fmnist_dat/model.pt \
+        --data results/data/fmnist/test.npz --out results/fmnist_dat/metrics/calibration.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dat.checkpoint import load_model
+from dat.data import to_tensor
+from dat.io import provenance, read_json, set_threads, setup_logging, write_json
+from dat.metrics import expected_calibration_error
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dat.eval_calibration", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, required=True, help="run JSON")
+    p.add_argument("--model", type=Path, required=True, help="trained model.pt")
+    p.add_argument("--data", type=Path, required=True, help="test.npz")
+    p.add_argument("--out", type=Path, required=True, help="calibration.json to write")
+    p.add_argument("--threads", type=int, default=None)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    set_threads(args.threads)
+    run = read_json(args.config)
+    ev = run["evaluate"]
+    model, _ = load_model(args.model, ev["weights"])
+    t0 = time.time()
+    with np.load(args.data) as f:
+        n = min(ev["n_clean"] or len(f["y"]), len(f["y"]))
+        x, y = to_tensor(f["x"][:n]), f["y"][:n]
+    bs = ev["batch_size"]
+    with torch.no_grad():
+        probs = torch.cat([torch.softmax(model(x[i:i + bs]), 1) for i in range(0, n, bs)]).numpy()
+    result = expected_calibration_error(probs, y, n_bins=ev["ece"]["n_bins"])
+    write_json({"run": run["run"], "dataset": run["dataset"]["name"], "ece": result["ece"], "n_bins": ev["ece"]["n_bins"],
+                "n_examples": int(n), "acc_clean": float((probs.argmax(1) == y).mean()), "bins": result["bins"],
+                "seed": run["seed"], "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Classifiers whose logits define the JEM energy, a name -> constructor registry, and BatchNorm control.
+
+Every model takes images in [0, 1] and normalises them in its first layer, so attacks, samplers and
+data code never see normalised pixels. ``forward`` returns logits (N, K).
+
+Energy convention (paper Eq. 1 and 4): E(x, y) = -f(x)[y] and E(x) = -logsumexp_y f(x)[y]; lower energy
+means more likely.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel; the first layer of every model so that inputs stay in [0, 1]."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class _BasicBlock(nn.Module):
+    """Post-activation residual block (He et al. 2016) with a 1x1 projection when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """A narrow ResNet for the CPU smoke scale: stem conv, one stage per width (stride 2 after the first), GAP, linear.
+
+    With ``widths=(32, 64, 128)`` and one block per stage it has about 0.3M parameters (the model measured in
+    ``shared/design/smoke-calibration.md``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        widths: Sequence[int] = (32, 64, 128),
+        blocks_per_stage: int = 1,
+    ):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        layers, c_in = [], widths[0]
+        for i, width in enumerate(widths):
+            for j in range(blocks_per_stage):
+                layers.append(_BasicBlock(c_in, width, stride=2 if (i > 0 and j == 0) else 1))
+                c_in = width
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.layers(self.stem(self.normalize(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))  # (N, C, H, W) -> (N, C) -> (N, K)
+
+
+class _WideBlock(nn.Module):
+    """Pre-activation wide residual block (Zagoruyko & Komodakis 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = None if (stride == 1 and c_in == c_out) else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.bn1(x))
+        out = self.conv2(F.relu(self.bn2(self.conv1(pre))))
+        return out + (x if self.shortcut is None else self.shortcut(pre))
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k for 32x32 inputs (Zagoruyko & Komodakis 2016), as used for CIFAR by RATIO and DAT.
+
+    WRN-34-10 (``depth=34, widen_factor=10``) has about 46.2M parameters.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        depth: int = 34,
+        widen_factor: int = 10,
+    ):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+        self.normalize = Normalize(mean, std)
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        blocks, c_in = [], widths[0]
+        for stage, width in enumerate(widths[1:]):
+            for j in range(n):
+                blocks.append(_WideBlock(c_in, width, stride=2 if (stage > 0 and j == 0) else 1))
+                c_in = width
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(c_in)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn(self.blocks(self.stem(self.normalize(x)))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "resnet_small": SmallResNet,
+    "wide_resnet": WideResNet,
+}
+
+
+def build_model(arch: str, *, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float], **kwargs) -> nn.Module:
+    """Construct a registered architecture.
+
+    Args:
+        arch: a key of ``MODELS``.
+        num_classes: K, the number of logits.
+        in_channels: 1 (grayscale) or 3 (RGB).
+        mean, std: per-channel normalisation applied inside the model to inputs in [0, 1].
+        **kwargs: architecture options (e.g. ``widths``, ``depth``, ``widen_factor``).
+
+    Raises:
+        ValueError: for an unknown ``arch``, naming the registered ones.
+    """
+    if arch not in MODELS:
+        raise ValueError(f"unknown model arch {arch!r}; registered: {sorted(MODELS)}")
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ValueError(f"mean/std need {in_channels} values, got mean={list(mean)} std={list(std)}")
+    return MODELS[arch](num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, **kwargs)
+
+
+def energy(logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """JEM energy from logits (paper Eq. 1 and 4).
+
+    Args:
+        logits: (N, K) float.
+        y: optional (N,) int64 class indices.
+
+    Returns:
+        (N,) float: E(x, y) = -logits[y] when ``y`` is given, else E(x) = -logsumexp_k logits[:, k].
+    """
+    if y is None:
+        return -torch.logsumexp(logits, dim=1)
+    return -logits.gather(1, y.view(-1, 1)).squeeze(1)
+
+
+def batchnorm_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """All BatchNorm modules of ``model`` (LayerNorm/GroupNorm are not included)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def set_train_mode(model: nn.Module, *, freeze_batchnorm: bool) -> None:
+    """``model.train()``, then every BatchNorm back to eval mode when ``freeze_batchnorm`` (DAT stage 2, Sec. 3.5).
+
+    In eval mode a BatchNorm layer normalises with its stored running statistics and never updates them,
+    so stage 2 keeps the stage-1 statistics unchanged. Models without BatchNorm are unaffected.
+    """
+    model.train()
+    if freeze_batchnorm:
+        for module in batchnorm_modules(model):
+            module.eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,357 @@
+"""CLI: train one stage of DAT. Stage 1 = standard L2 adversarial training; stage 2 = the joint objective.
+
+Stage 1 (``train.bce`` absent): L = CE(f(x_adv), y) (paper Eq. 10-11), BatchNorm in train mode, the attack run
+with the model in eval mode. Stage 2 (``train.bce`` set): L = L_AT-CE + L_BCE (Eq. 9, 12; Algorithm 1) with
+every BatchNorm in eval mode (``freeze_batchnorm``), three batches per step (strongly augmented (x, y) for
+AT-CE, mildly augmented real x_hat for BCE, chain starts x0), class-conditional contrastive samples with
+y' = labels of the BCE batch, and the curriculum on T (``dat.curriculum``).
+
+The loop checkpoints ``ckpt/last.pt`` atomically every ``ckpt_every_steps`` steps and on SIGTERM/SIGINT, and a
+rerun resumes from it (same step, curriculum, optimizer, EMA, RNG and data position).
+
+Example::
+
+    python -m dat.train --config results/fmnist_dat/run.json --data-dir results/data/fmnist \
+        --init results/fmnist_at/model.pt --model-out results/fmnist_dat/model.pt \
+        --log-csv results/fmnist_dat/train_log.csv --ckpt-dir results/fmnist_dat/ckpt --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dat import data as data_lib
+from dat.attacks import pgd_attack
+from dat.config import TrainConfig
+from dat.curriculum import StepCurriculum
+from dat.io import (
+    atomic_torch_save,
+    load_checkpoint,
+    provenance,
+    read_json,
+    seed_everything,
+    set_threads,
+    setup_logging,
+    sha256_file,
+)
+from dat.losses import dat_loss
+from dat.metrics import auroc
+from dat.models import build_model, set_train_mode
+from dat.sampling import normalized_gradient_ascent, uniform_noise
+
+log = logging.getLogger("dat.train")
+
+LOG_FIELDS = ["step", "epoch", "images", "time_s", "lr", "loss", "ce_adv", "bce", "acc_adv", "steps_T", "auc", "images_per_s"]
+EXIT_INTERRUPTED = 75  # a signal stopped training after saving last.pt; rerunning resumes
+EXIT_NONFINITE = 65  # the loss became NaN/inf; last.pt holds the last good state
+
+
+class EMA:
+    """Exponential moving average of parameters and buffers (BatchNorm statistics averaged too).
+
+    With ``warmup`` the decay is min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not
+    dominated by the initial weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = True):
+        self.decay, self.warmup, self.updates = decay, warmup, 0
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.state[k].copy_(v)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    o = cfg.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    raise ValueError(f"train.optimizer.name: unknown optimizer {o.name!r} (sgd, adamw)")
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning rate at update ``step`` of ``total`` (linear warm-up, then cosine, constant or multistep)."""
+    o = cfg.optimizer
+    if o.warmup_steps and step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    if o.schedule == "constant":
+        return o.lr
+    if o.schedule == "cosine":
+        return 0.5 * o.lr * (1 + math.cos(math.pi * step / max(1, total)))
+    if o.schedule == "multistep":
+        return o.lr * o.gamma ** sum(step >= m * total for m in o.milestones)
+    raise ValueError(f"train.optimizer.schedule: unknown schedule {o.schedule!r}")
+
+
+def _rng_state() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.frombuffer(np.random.get_state()[1].tobytes(), dtype=np.uint8).copy()),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": torch.tensor(list(random.getstate()[1]), dtype=torch.int64),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    keys = np.frombuffer(state["numpy"].numpy().tobytes(), dtype=np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
+
+
+class Trainer:
+    """Owns the model, optimiser, EMA, data streams and curriculum of one training run."""
+
+    def __init__(self, run: dict, data_dir: Path, init_path: Path | None, init_sha256: str | None = None):
+        self.run = run
+        self.cfg = TrainConfig.from_dict(run["train"])
+        ds = run["dataset"]
+        self.num_classes = ds["num_classes"]
+        self.image_shape = (ds["channels"], ds["image_size"], ds["image_size"])
+        self.generator = seed_everything(run["seed"])
+        x_train, y_train = _load_npz(data_dir / "train.npz")
+        self.n_train = len(y_train)
+        self.total_steps = self.cfg.total_steps(self.n_train)
+        aug = self.cfg.augment
+        make = lambda names: data_lib.build_transform(list(names), ds["image_size"], aug.crop_padding, aug.cutout_size)  # noqa: E731
+        self.at_stream = data_lib.ArrayDataset(x_train, y_train, make(aug.at))
+        self.bce_stream = data_lib.ArrayDataset(x_train, y_train, make(aug.bce)) if self.cfg.bce else None
+        self.model_kwargs = dict(
+            arch=run["model"]["arch"], num_classes=self.num_classes, in_channels=ds["channels"], mean=ds["mean"], std=ds["std"],
+            **run["model"].get("kwargs", {}),
+        )
+        self.model = build_model(**self.model_kwargs)
+        if init_path is not None:
+            self._load_init(init_path, init_sha256)
+        self.optimizer = build_optimizer(self.model, self.cfg)
+        self.ema = EMA(self.model, self.cfg.ema_decay, self.cfg.ema_warmup) if self.cfg.ema_decay else None
+        b = self.cfg.bce
+        self.curriculum = (
+            StepCurriculum(b.initial_steps, b.max_steps, b.auc_threshold, b.window_images, b.increment) if b else None
+        )
+        self.step = 0
+
+    def _load_init(self, path: Path, sha256: str | None) -> None:
+        if sha256 and sha256_file(path) != sha256:
+            raise ValueError(f"init_from: sha256 of {path} is {sha256_file(path)}, expected {sha256}")
+        ckpt = load_checkpoint(path)
+        weights = ckpt.get("ema") or ckpt["model"]
+        self.model.load_state_dict(weights)
+        log.info("initialised from %s (%s weights)", path, "EMA" if ckpt.get("ema") else "raw")
+
+    # -- checkpoints -----------------------------------------------------------------------------------
+    def state(self, resumable: bool) -> dict:
+        out = {
+            **provenance(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state if self.ema else None,
+            "step": self.step,
+            "epoch": self.step * self.cfg.batch_size / self.n_train,
+            "model_name": self.model_kwargs["arch"],
+            "model_kwargs": {k: v for k, v in self.model_kwargs.items() if k != "arch"},
+            "config": self.run,
+        }
+        if resumable:
+            out["optimizer"] = self.optimizer.state_dict()
+            out["ema_updates"] = self.ema.updates if self.ema else 0
+            out["curriculum"] = self.curriculum.state_dict() if self.curriculum else None
+            out["rng"] = _rng_state()
+            out["generator"] = self.generator.get_state()
+        return out
+
+    def resume(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        if ckpt["config"] != self.run:
+            raise ValueError(f"{path} was written for a different run config; delete it to restart from scratch")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.ema:
+            self.ema.state = ckpt["ema"]
+            self.ema.updates = ckpt["ema_updates"]
+        if self.curriculum:
+            self.curriculum.load_state_dict(ckpt["curriculum"])
+        _set_rng_state(ckpt["rng"])
+        self.generator.set_state(ckpt["generator"])
+        self.step = ckpt["step"]
+        log.info("resumed from %s at step %d", path, self.step)
+
+    # -- one update ------------------------------------------------------------------------------------
+    def chain_starts(self, n: int) -> torch.Tensor:
+        init = self.cfg.bce.init
+        if init == "noise":
+            return uniform_noise(n, self.image_shape, self.generator)
+        raise ValueError(f"train.bce.init: unknown chain start {init!r} (supported here: 'noise')")
+
+    def train_step(self, batch: tuple, bce_batch: tuple | None) -> dict:
+        """forward -> loss dict -> backward -> optimiser step -> EMA; returns plain floats."""
+        cfg, model = self.cfg, self.model
+        x, y = batch
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.total_steps, cfg)
+        model.eval()  # attacks and the sampler run in eval mode (protocol: stage-1 attack too)
+        a = cfg.attack
+        x_adv = pgd_attack(model, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps, norm=a.norm,
+                           random_start=a.random_start, generator=self.generator)
+        out = {}
+        if bce_batch is None:
+            set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
+            logits_adv = model(x_adv)
+            terms = dat_loss(logits_adv, y, weight_ce=cfg.weight_ce)
+        else:
+            x_hat, y_prime = bce_batch  # y' ~ p_data(y): the labels of the BCE batch
+            b = cfg.bce
+            x0 = self.chain_starts(len(x_hat))
+            target = y_prime if b.conditional else None
+            x_T, _ = normalized_gradient_ascent(model, x0, target, step_size=b.step_size, steps=self.curriculum.steps)
+            set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
+            logits = model(torch.cat([x_adv, x_hat, x_T]))  # one pass; (B + B' + B', K)
+            logits_adv, logits_real, logits_fake = logits.split([len(x_adv), len(x_hat), len(x_T)])
+            terms = dat_loss(logits_adv, y, logits_real, logits_fake, weight_ce=cfg.weight_ce, weight_bce=b.weight)
+            with torch.no_grad():
+                real = logits_real.gather(1, y_prime.view(-1, 1)).squeeze(1)
+                fake = logits_fake.gather(1, y_prime.view(-1, 1)).squeeze(1)
+                out["auc"] = auroc(real.numpy(), fake.numpy())
+            out["bce"] = terms["bce"].item()
+        if not torch.isfinite(terms["loss"]):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {terms['loss'].item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        self.optimizer.step()
+        if self.ema:
+            self.ema.update(model)
+        acc = (logits_adv.detach().argmax(1) == y).float().mean().item()
+        out.update(loss=terms["loss"].item(), ce_adv=terms["ce_adv"].mean().item(), acc_adv=acc,
+                   lr=self.optimizer.param_groups[0]["lr"])
+        if self.curriculum:
+            out["steps_T"] = self.curriculum.steps
+            self.curriculum.update(out["auc"], len(bce_batch[0]))
+        self.step += 1
+        return out
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.exists():
+        raise FileNotFoundError(f"training data not found: {path} (run the prepare_data rule first)")
+    with np.load(path) as f:
+        return f["x"], f["y"]
+
+
+def _append_log(path: Path, row: dict, fresh: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w" if fresh else "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        if fresh:
+            writer.writeheader()
+        if row:
+            writer.writerow(row)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop rows logged after the checkpoint we resume from, so the CSV has each step once."""
+    if not path.exists():
+        _append_log(path, {}, fresh=True)
+        return
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
+    _append_log(path, {}, fresh=True)
+    for r in rows:
+        _append_log(path, r, fresh=False)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dat.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, required=True, help="run JSON written by the workflow (results/{run}/run.json)")
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with train.npz of the run's dataset")
+    p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (stage 1 model for stage 2)")
+    p.add_argument("--init-sha256", default=None, help="expected sha256 of --init (for published checkpoints)")
+    p.add_argument("--model-out", type=Path, required=True, help="final checkpoint (model.pt)")
+    p.add_argument("--log-csv", type=Path, required=True, help="training log, one row per logging step")
+    p.add_argument("--ckpt-dir", type=Path, required=True, help="folder of the resumable last.pt")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--stop-after", type=int, default=None, help="stop (as if killed) after this many steps; for tests")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    set_threads(args.threads)
+    run = read_json(args.config)
+    trainer = Trainer(run, args.data_dir, args.init, args.init_sha256)
+    cfg = trainer.cfg
+    last = args.ckpt_dir / "last.pt"
+    if last.exists():
+        trainer.resume(last)
+        _truncate_log(args.log_csv, trainer.step)
+    else:
+        _append_log(args.log_csv, {}, fresh=True)
+    log.info("run %s: %s, %d steps of batch %d (%d training images), resolved config: %s", run["run"],
+             "stage 2 (DAT)" if cfg.bce else "stage 1 (AT)", trainer.total_steps, cfg.batch_size, trainer.n_train, cfg)
+
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum
+        log.warning("received signal %d: saving last.pt after this step", signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, on_signal)
+
+    seed = run["seed"]
+    at_batches = data_lib.infinite_batches(trainer.at_stream, cfg.batch_size, seed, start_batch=trainer.step)
+    bce_batches = None
+    if cfg.bce:
+        bce_batches = data_lib.infinite_batches(trainer.bce_stream, cfg.bce.batch_size or cfg.batch_size, seed + 1,
+                                                start_batch=trainer.step)
+    t0, window_t, window_images = time.time(), time.time(), 0
+    while trainer.step < trainer.total_steps:
+        try:
+            row = trainer.train_step(next(at_batches), next(bce_batches) if bce_batches else None)
+        except FloatingPointError as err:
+            log.error("%s; the last good state is %s", err, last)
+            return EXIT_NONFINITE
+        window_images += cfg.batch_size
+        step = trainer.step
+        if step % cfg.log_every == 0 or step == trainer.total_steps:
+            now = time.time()
+            row.update(step=step, epoch=round(step * cfg.batch_size / trainer.n_train, 4), images=step * cfg.batch_size,
+                       time_s=round(now - t0, 2), images_per_s=round(window_images / max(now - window_t, 1e-9), 2))
+            window_t, window_images = now, 0
+            _append_log(args.log_csv, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}, fresh=False)
+            log.info("step %d/%d %s", step, trainer.total_steps,
+                     " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "step"))
+        interrupted = stop["signal"] is not None or (args.stop_after is not None and step >= args.stop_after)
+        if step % cfg.ckpt_every_steps == 0 or interrupted:
+            atomic_torch_save(trainer.state(resumable=True), last)
+        if interrupted:
+            log.warning("stopped at step %d; rerun to resume from %s", step, last)
+            return EXIT_INTERRUPTED
+    atomic_torch_save(trainer.state(resumable=True), last)
+    atomic_torch_save(trainer.state(resumable=False), args.model_out)
+    log.info("wrote %s after %d steps in %.1f s", args.model_out, trainer.step, time.time() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+# Config validation, cross-reference checks, wildcard constraints and input/param/resource helpers.
+import json
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from dat.config import TrainConfig
+from dat.data import missing_files
+
+validate(config, "../schemas/config.schema.yaml")
+
+
+def _check_references(cfg):
+    """Fail at parse time, naming the key, when a run, table or dataset points at something undefined."""
+    for run, r in cfg["runs"].items():
+        for key, table in (("dataset", "datasets"), ("model", "models"), ("method", "methods")):
+            if r[key] not in cfg[table]:
+                raise WorkflowError(f"config: runs.{run}.{key} = {r[key]!r} is not a key of {table}: {sorted(cfg[table])}")
+        init = r.get("init_from")
+        if isinstance(init, str) and init not in cfg["runs"]:
+            raise WorkflowError(f"config: runs.{run}.init_from = {init!r} is not a run: {sorted(cfg['runs'])}")
+        if init == run:
+            raise WorkflowError(f"config: runs.{run}.init_from names the run itself")
+    for name, table in cfg.get("tables", {}).items():
+        for label, run in table["rows"].items():
+            if run not in cfg["runs"]:
+                raise WorkflowError(f"config: tables.{name}.rows.{label} = {run!r} is not a run: {sorted(cfg['runs'])}")
+        if table["dataset"] not in cfg["datasets"]:
+            raise WorkflowError(f"config: tables.{name}.dataset = {table['dataset']!r} is not a key of datasets")
+    for name, ds in cfg["datasets"].items():
+        if len(ds["mean"]) != ds["channels"] or len(ds["std"]) != ds["channels"]:
+            raise WorkflowError(f"config: datasets.{name}.mean/std need {ds['channels']} values (channels)")
+        missing = missing_files(ds["source"], ds["root"], ds.get("download", False))
+        if missing and name in _used_datasets(cfg):
+            raise WorkflowError(
+                f"config: datasets.{name} (source {ds['source']}, root {ds['root']}) is missing "
+                + ", ".join(missing)
+                + "; install the data there or set datasets." + name + ".download: true"
+            )
+
+
+def _used_datasets(cfg):
+    return {r["dataset"] for r in cfg["runs"].values()}
+
+
+def _method_block(run):
+    """The run's method block with its train_overrides applied (top-level keys replaced)."""
+    r = config["runs"][run]
+    return {**json.loads(json.dumps(config["methods"][r["method"]])), **r.get("train_overrides", {})}
+
+
+_check_references(config)
+for _run in config["runs"]:
+    try:  # parse every run's training block now, so a bad override fails before any job starts
+        TrainConfig.from_dict(_method_block(_run), where=f"runs.{_run} (method {config['runs'][_run]['method']})")
+    except ValueError as err:
+        raise WorkflowError(f"config: {err}") from err
+
+RUNS = list(config["runs"])
+DATASETS = list(config["datasets"])
+
+
+wildcard_constraints:
+    run="|".join(RUNS),
+    dataset="|".join(DATASETS),
+    ood="[a-z0-9]+",
+
+
+def dataset_of(run):
+    return config["runs"][run]["dataset"]
+
+
+def dataset_cfg(dataset):
+    """The dataset block as written to results/data/{dataset}/dataset.json."""
+    return {"name": dataset, **config["datasets"][dataset]}
+
+
+def run_cfg(run):
+    """The resolved run: everything one run's commands read, written to results/{run}/run.json."""
+    r = config["runs"][run]
+    return {
+        "run": run,
+        "method": r["method"],
+        "seed": r["seed"],
+        "init_from": r.get("init_from"),
+        "dataset": dataset_cfg(r["dataset"]),
+        "model": config["models"][r["model"]],
+        "train": _method_block(run),
+        "sampling": config["sampling"],
+        "evaluate": config["evaluate"],
+    }
+
+
+def init_input(wildcards):
+    """The checkpoint a run starts from: another run's model.pt, a published file, or nothing."""
+    init = config["runs"][wildcards.run].get("init_from")
+    if init is None:
+        return []
+    if isinstance(init, str):
+        return f"results/{init}/model.pt"
+    return init["path"]
+
+
+def init_args(wildcards, input):
+    init = config["runs"][wildcards.run].get("init_from")
+    if init is None:
+        return ""
+    if isinstance(init, str):
+        return f"--init {input.init}"
+    return f"--init {input.init} --init-sha256 {init['sha256']}"
+
+
+def data_file(name):
+    """Input function: results/data/{dataset}/<name> for the run's dataset."""
+
+    def _input(wildcards):
+        return f"results/data/{dataset_of(wildcards.run)}/{name}"
+
+    return _input
+
+
+def ood_inputs(wildcards):
+    ds = dataset_of(wildcards.run)
+    return [f"results/data/{ds}/ood_{o}.npz" for o in config["datasets"][ds].get("ood_sets", ["noise"])]
+
+
+def runtime_min(base):
+    """Runtime in minutes that grows with each retry (a preempted job gets more time)."""
+
+    def _runtime(wildcards, attempt):
+        return base * attempt
+
+    return _runtime
+
+
+def table_rows(name):
+    return " ".join(f'"{label}=results/{run}"' for label, run in config["tables"][name]["rows"].items())
+
+
+def table_runs(name):
+    return list(config["tables"][name]["rows"].values())
+
+
+def all_outputs():
+    """Every table and figure of the skeleton for the runs of table1."""
+    outs = ["results/tables/table1.tex", "results/tables/ood.tex", "results/report/metrics.csv", "results/figures/.done"]
+    return outs

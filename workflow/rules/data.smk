@@ -1,0 +1,93 @@
+# Data: dataset config, training/test arrays, OOD evaluation sets, FID reference statistics and floor.
+
+
+localrules:
+    write_dataset_config,
+
+
+rule write_dataset_config:
+    output:
+        cfg="results/data/{dataset}/dataset.json",
+    params:
+        cfg=lambda wildcards: json.dumps(dataset_cfg(wildcards.dataset), sort_keys=True),
+    run:
+        from dat.io import write_json
+
+        write_json(json.loads(params.cfg), output.cfg)
+
+
+rule prepare_data:
+    input:
+        cfg="results/data/{dataset}/dataset.json",
+    output:
+        train="results/data/{dataset}/train.npz",
+        test="results/data/{dataset}/test.npz",
+    log:
+        "logs/prepare_data/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_data/{dataset}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(60),
+    shell:
+        "python -m dat.prepare splits --config {input.cfg} --out-dir results/data/{wildcards.dataset} > {log} 2>&1"
+
+
+rule prepare_ood:
+    input:
+        cfg="results/data/{dataset}/dataset.json",
+    output:
+        ood="results/data/{dataset}/ood_{ood}.npz",
+    log:
+        "logs/prepare_ood/{dataset}_{ood}.log",
+    resources:
+        mem_mb=4000,
+        runtime=runtime_min(30),
+    shell:
+        "python -m dat.prepare ood --config {input.cfg} --name {wildcards.ood} --out {output.ood} > {log} 2>&1"
+
+
+rule fid_ref:
+    input:
+        train="results/data/{dataset}/train.npz",
+    output:
+        ref="results/data/{dataset}/fid_ref.npz",
+        meta="results/data/{dataset}/fid_ref.json",
+    log:
+        "logs/fid_ref/{dataset}.log",
+    benchmark:
+        "benchmarks/fid_ref/{dataset}.tsv"
+    params:
+        n_ref=lambda wildcards: config["evaluate"]["fid"]["n_ref"] or 0,
+        extractor=config["evaluate"]["fid"]["extractor"],
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(240),
+        gpu=1,
+    shell:
+        "python -m dat.fid_ref --data {input.train} --n-ref {params.n_ref} --seed 0 --extractor {params.extractor}"
+        " --out {output.ref} --meta-out {output.meta} --threads {threads} > {log} 2>&1"
+
+
+rule fid_floor:
+    input:
+        test="results/data/{dataset}/test.npz",
+        ref="results/data/{dataset}/fid_ref.npz",
+    output:
+        floor="results/data/{dataset}/fid_floor.json",
+    log:
+        "logs/fid_floor/{dataset}.log",
+    benchmark:
+        "benchmarks/fid_floor/{dataset}.tsv"
+    params:
+        n=config["sampling"]["n_final"],
+        extractor=config["evaluate"]["fid"]["extractor"],
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(120),
+        gpu=1,
+    shell:
+        "python -m dat.eval_fid floor --data {input.test} --n {params.n} --seed 0 --extractor {params.extractor}"
+        " --ref {input.ref} --out {output.floor} --threads {threads} > {log} 2>&1"

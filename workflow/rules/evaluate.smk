@@ -1,0 +1,152 @@
+# Sampling and metrics. Every run goes through the same rules (a wildcard over the model), so the tables
+# compare like with like.
+
+
+rule grid_search_steps:
+    input:
+        cfg="results/{run}/run.json",
+        model="results/{run}/model.pt",
+        ref=data_file("fid_ref.npz"),
+    output:
+        grid="results/{run}/grid.json",
+    log:
+        "logs/grid_search_steps/{run}.log",
+    benchmark:
+        "benchmarks/grid_search_steps/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(240),
+        gpu=1,
+    shell:
+        "python -m dat.grid_search --config {input.cfg} --model {input.model} --ref {input.ref}"
+        " --out {output.grid} --threads {threads} > {log} 2>&1"
+
+
+rule sample_images:
+    input:
+        cfg="results/{run}/run.json",
+        model="results/{run}/model.pt",
+        grid="results/{run}/grid.json",
+    output:
+        samples="results/{run}/samples.npz",
+    log:
+        "logs/sample_images/{run}.log",
+    benchmark:
+        "benchmarks/sample_images/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(240),
+        gpu=1,
+    shell:
+        "python -m dat.sample --config {input.cfg} --model {input.model} --grid {input.grid}"
+        " --out {output.samples} --threads {threads} > {log} 2>&1"
+
+
+rule compute_fid:
+    input:
+        cfg="results/{run}/run.json",
+        samples="results/{run}/samples.npz",
+        ref=data_file("fid_ref.npz"),
+        floor=data_file("fid_floor.json"),
+    output:
+        fid="results/{run}/metrics/fid.json",
+    log:
+        "logs/compute_fid/{run}.log",
+    benchmark:
+        "benchmarks/compute_fid/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(120),
+        gpu=1,
+    shell:
+        "python -m dat.eval_fid samples --config {input.cfg} --samples {input.samples} --ref {input.ref}"
+        " --floor {input.floor} --out {output.fid} --threads {threads} > {log} 2>&1"
+
+
+rule eval_robust:
+    input:
+        cfg="results/{run}/run.json",
+        model="results/{run}/model.pt",
+        test=data_file("test.npz"),
+    output:
+        robust="results/{run}/metrics/robust.json",
+    log:
+        "logs/eval_robust/{run}.log",
+    benchmark:
+        "benchmarks/eval_robust/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(12 * 60),
+        gpu=1,
+    shell:
+        "python -m dat.eval_robust --config {input.cfg} --model {input.model} --data {input.test}"
+        " --out {output.robust} --threads {threads} > {log} 2>&1"
+
+
+rule eval_ood:
+    input:
+        cfg="results/{run}/run.json",
+        model="results/{run}/model.pt",
+        test=data_file("test.npz"),
+        ood=ood_inputs,
+    output:
+        ood="results/{run}/metrics/ood.json",
+    log:
+        "logs/eval_ood/{run}.log",
+    benchmark:
+        "benchmarks/eval_ood/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(120),
+        gpu=1,
+    shell:
+        "python -m dat.eval_ood --config {input.cfg} --model {input.model} --data {input.test} --ood {input.ood}"
+        " --out {output.ood} --threads {threads} > {log} 2>&1"
+
+
+rule eval_calibration:
+    input:
+        cfg="results/{run}/run.json",
+        model="results/{run}/model.pt",
+        test=data_file("test.npz"),
+    output:
+        calibration="results/{run}/metrics/calibration.json",
+    log:
+        "logs/eval_calibration/{run}.log",
+    benchmark:
+        "benchmarks/eval_calibration/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(30),
+        gpu=1,
+    shell:
+        "python -m dat.eval_calibration --config {input.cfg} --model {input.model} --data {input.test}"
+        " --out {output.calibration} --threads {threads} > {log} 2>&1"
+
+
+rule eval_counterfactual:
+    input:
+        cfg="results/{run}/run.json",
+        model="results/{run}/model.pt",
+        train=data_file("train.npz"),
+        ref=data_file("fid_ref.npz"),
+    output:
+        counterfactual="results/{run}/metrics/counterfactual.json",
+    log:
+        "logs/eval_counterfactual/{run}.log",
+    benchmark:
+        "benchmarks/eval_counterfactual/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(240),
+        gpu=1,
+    shell:
+        "python -m dat.eval_counterfactual --config {input.cfg} --model {input.model} --data {input.train}"
+        " --ref {input.ref} --out {output.counterfactual} --threads {threads} > {log} 2>&1"

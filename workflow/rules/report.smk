@@ -1,0 +1,75 @@
+# Report: LaTeX tables with CSV twins, the long metrics table and the figures.
+
+
+localrules:
+    make_table1,
+    make_tables,
+    make_metrics_csv,
+    make_figures,
+
+
+METRICS = ["fid", "robust", "ood", "calibration", "counterfactual"]
+
+
+rule make_table1:
+    input:
+        robust=expand("results/{run}/metrics/robust.json", run=table_runs("table1")),
+        fid=expand("results/{run}/metrics/fid.json", run=table_runs("table1")),
+        grid=expand("results/{run}/grid.json", run=table_runs("table1")),
+    output:
+        tex="results/tables/table1.tex",
+        csv="results/tables/table1.csv",
+    log:
+        "logs/make_table1/table1.log",
+    params:
+        rows=table_rows("table1"),
+        label=config["tables"]["table1"].get("dataset_label", config["tables"]["table1"]["dataset"]),
+    shell:
+        "python -m dat.report table1 --rows {params.rows} --dataset-label '{params.label}'"
+        " --out-tex {output.tex} --out-csv {output.csv} > {log} 2>&1"
+
+
+rule make_tables:
+    input:
+        metrics=expand("results/{run}/metrics/{metric}.json", run=table_runs("table1"), metric=METRICS),
+        grid=expand("results/{run}/grid.json", run=table_runs("table1")),
+    output:
+        ood="results/tables/ood.tex",
+        sampling="results/tables/sampling.tex",
+        calibration="results/tables/calibration.tex",
+        counterfactual="results/tables/counterfactual.tex",
+    log:
+        "logs/make_tables/tables.log",
+    params:
+        runs=" ".join(f"results/{run}" for run in table_runs("table1")),
+        labels=" ".join(f'"{label}"' for label in config["tables"]["table1"]["rows"]),
+    shell:
+        "python -m dat.report tables --runs {params.runs} --labels {params.labels} --out-dir results/tables > {log} 2>&1"
+
+
+rule make_metrics_csv:
+    input:
+        metrics=expand("results/{run}/metrics/{metric}.json", run=table_runs("table1"), metric=METRICS),
+    output:
+        csv="results/report/metrics.csv",
+    log:
+        "logs/make_metrics_csv/metrics.log",
+    params:
+        runs=" ".join(f"results/{run}" for run in table_runs("table1")),
+    shell:
+        "python -m dat.report metrics --runs {params.runs} --out {output.csv} > {log} 2>&1"
+
+
+rule make_figures:
+    input:
+        samples=expand("results/{run}/samples.npz", run=table_runs("table1")),
+        metrics=expand("results/{run}/metrics/{metric}.json", run=table_runs("table1"), metric=["calibration", "counterfactual"]),
+    output:
+        done=touch("results/figures/.done"),
+    log:
+        "logs/make_figures/figures.log",
+    params:
+        runs=" ".join(f"results/{run}" for run in table_runs("table1")),
+        labels=" ".join(f'"{label}"' for label in config["tables"]["table1"]["rows"]),
+    shell:
+        "python -m dat.report figures --runs {params.runs} --labels {params.labels} --out-dir results/figures > {log} 2>&1"

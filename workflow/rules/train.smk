@@ -1,0 +1,43 @@
+# Training: the run config, then one training rule for both stages (the method block decides which).
+# ckpt/last.pt is deliberately not an output: Snakemake deletes the outputs of a failed job, and last.pt is the
+# resume point of a killed or preempted job. Rerunning the rule resumes from it.
+
+
+localrules:
+    write_run_config,
+
+
+rule write_run_config:
+    output:
+        cfg="results/{run}/run.json",
+    params:
+        cfg=lambda wildcards: json.dumps(run_cfg(wildcards.run), sort_keys=True),
+    run:
+        from dat.io import write_json
+
+        write_json(json.loads(params.cfg), output.cfg)
+
+
+rule train_model:
+    input:
+        cfg="results/{run}/run.json",
+        train=data_file("train.npz"),
+        init=init_input,
+    output:
+        model="results/{run}/model.pt",
+    log:
+        "logs/train_model/{run}.log",
+    benchmark:
+        "benchmarks/train_model/{run}.tsv"
+    params:
+        init=init_args,
+        data_dir=lambda wildcards: f"results/data/{dataset_of(wildcards.run)}",
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=runtime_min(24 * 60),
+        gpu=1,
+    shell:
+        "python -m dat.train --config {input.cfg} --data-dir {params.data_dir} {params.init}"
+        " --model-out {output.model} --log-csv results/{wildcards.run}/train_log.csv"
+        " --ckpt-dir results/{wildcards.run}/ckpt --threads {threads} > {log} 2>&1"
