@@ -1,0 +1,121 @@
+"""The Snakemake workflow: dry runs of the smoke and paper DAGs, parse-time config errors, lint, and an
+end-to-end run of the real rules on a micro configuration of real Fashion-MNIST images."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="Debian package dataset-fashion-mnist not installed (run ./setup.sh)")
+
+
+def snakemake(*args, cwd=REPO, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_rules(output: str) -> set[str]:
+    return {line.split("rule ")[1].split(":")[0] for line in output.splitlines() if line.startswith("rule ")}
+
+
+PIPELINE = {"prepare_data", "fid_ref", "train_model", "grid_search_steps", "sample_images", "compute_fid", "eval_robust",
+            "make_table1"}
+
+
+@needs_fmnist
+def test_smoke_profile_dry_run_plans_the_whole_pipeline(tmp_path):
+    out = snakemake("-n", "--profile", str(REPO / "profiles/smoke"), "--configfile", str(REPO / "config/smoke.yaml"),
+                    "--directory", str(tmp_path), "all")
+    rules = planned_rules(out.stdout)
+    assert PIPELINE | {"eval_ood", "eval_calibration", "eval_counterfactual", "make_figures", "fid_floor", "prepare_ood"} <= rules
+    assert "fmnist_dat" in out.stdout and "fmnist_at" in out.stdout
+
+
+def test_paper_config_dry_run_plans_cifar10_table1(tmp_path):
+    out = snakemake("-n", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path), "--cores", "1",
+                    "results/tables/table1.tex")
+    assert PIPELINE <= planned_rules(out.stdout)
+    assert "results/cifar10_dat/model.pt" in out.stdout and "results/cifar10_at/model.pt" in out.stdout
+
+
+def _with(config: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["methods"]["dat"].update(lernrate=0.1), "lernrate"),
+        (lambda c: c["sampling"].update(n_final="many"), "n_final"),
+        (lambda c: c["runs"]["fmnist_dat"].update(init_from="nope"), "runs.fmnist_dat.init_from"),
+        (lambda c: c["datasets"]["fmnist"].update(root="/nonexistent/fmnist"), "/nonexistent/fmnist/train-images-idx3-ubyte.gz"),
+        (lambda c: c["runs"]["fmnist_at"].update(train_overrides={"bce": {"max_stepz": 3}}), "max_stepz"),
+    ],
+)
+def test_config_errors_fail_at_parse_time_naming_the_key(tmp_path, mutate, message):
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    mutate(config)
+    proc = snakemake("-n", "--configfile", str(_with(config, tmp_path / "bad.yaml")), "--replace-workflow-config",
+                     "--directory", str(tmp_path), "--cores", "1", "all", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()  # nothing ran
+
+
+def test_lint_and_format():
+    proc = snakemake("--lint", "--configfile", str(REPO / "config.yaml"), "--directory", str(REPO), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_micro_pipeline_end_to_end(tmp_path):
+    """The real rules on real images: every output of `all` is produced, and a rerun is a no-op."""
+    config = str(REPO / "tests/config/micro.yaml")
+    snakemake("--configfile", config, "--replace-workflow-config", "--directory", str(tmp_path), "--cores", "2", "all")
+    res = tmp_path / "results"
+    table = (res / "tables/table1.tex").read_text()
+    assert "\\toprule" in table and "Standard AT" in table and "DAT" in table
+    with open(res / "tables/table1.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["method"] for r in rows] == ["Standard AT", "DAT"]
+    for run in ("fmnist_at", "fmnist_dat"):
+        robust = json.loads((res / run / "metrics/robust.json").read_text())
+        assert 0 <= robust["autoattack"]["acc_robust"] <= robust["autoattack"]["acc_clean"] <= 1
+        assert robust["autoattack"]["max_perturbation"] <= 1.5 + 1e-4
+        fid = json.loads((res / run / "metrics/fid.json").read_text())
+        assert np.isfinite(fid["fid"]) and fid["n_samples"] == 20
+        grid = json.loads((res / run / "grid.json").read_text())
+        assert grid["chosen_steps"] in grid["steps_grid"] and len(grid["fid"]) == 2
+        with np.load(res / run / "samples.npz") as s:
+            assert s["x"].dtype == np.uint8 and s["x"].shape == (20, 28, 28, 1)
+            assert list(s["y"][:10]) == list(range(10))
+    # stage 2 never changed the stage-1 BatchNorm statistics
+    at = torch.load(res / "fmnist_at/model.pt", weights_only=True)
+    dat = torch.load(res / "fmnist_dat/model.pt", weights_only=True)
+    for key, value in at["ema"].items():
+        if "running_" in key:
+            assert torch.equal(dat["model"][key], value), key
+    assert json.loads((res / "fmnist_dat/run.json").read_text())["train"]["freeze_batchnorm"] is True
+    assert any((res / "figures").glob("*.png"))
+    again = snakemake("-n", "--configfile", config, "--replace-workflow-config", "--directory", str(tmp_path),
+                      "--cores", "2", "all")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
