@@ -142,4 +142,4 @@ def set_threads(threads: int | None) -> None:
 
 def provenance() -> dict:
     """Fields every result JSON carries: code revision and library versions."""
-    return {"git_sha": git_sha(), "torch_version": torch.__version__, "format_version": FORMAT_VERSION}
+    return {"git_sha": git_sha(), "torch_version": str(torch.__version__), "format_version": FORMAT_VERSION}

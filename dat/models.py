@@ -51,7 +51,8 @@ class SmallResNet(nn.Module):
     """A narrow ResNet for the CPU smoke scale: stem conv, one stage per width (stride 2 after the first), GAP, linear.
 
     With ``widths=(32, 64, 128)`` and one block per stage it has about 0.3M parameters (the model measured in
-    ``shared/design/smoke-calibration.md``).
+    ``shared/design/smoke-calibration.md``); ``first_stride=2`` makes every stage downsample (28 -> 14 -> 7 -> 4),
+    which is about 2x cheaper on a CPU.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class SmallResNet(nn.Module):
         std: Sequence[float],
         widths: Sequence[int] = (32, 64, 128),
         blocks_per_stage: int = 1,
+        first_stride: int = 1,
     ):
         super().__init__()
         self.normalize = Normalize(mean, std)
@@ -69,7 +71,8 @@ class SmallResNet(nn.Module):
         layers, c_in = [], widths[0]
         for i, width in enumerate(widths):
             for j in range(blocks_per_stage):
-                layers.append(_BasicBlock(c_in, width, stride=2 if (i > 0 and j == 0) else 1))
+                stride = (first_stride if i == 0 else 2) if j == 0 else 1
+                layers.append(_BasicBlock(c_in, width, stride=stride))
                 c_in = width
         self.layers = nn.Sequential(*layers)
         self.fc = nn.Linear(c_in, num_classes)

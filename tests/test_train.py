@@ -1,0 +1,139 @@
+"""Training command: stage 1 and stage 2 on real Fashion-MNIST images, resume after a kill, BatchNorm frozen."""
+
+import csv
+import gzip
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dat import train
+from dat.io import save_npz, write_json
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+pytestmark = pytest.mark.skipif(not (FMNIST / "t10k-images-idx3-ubyte.gz").exists(),
+                                reason="Debian package dataset-fashion-mnist not installed (run ./setup.sh)")
+
+
+def _real_images(n: int) -> tuple[np.ndarray, np.ndarray]:
+    with gzip.open(FMNIST / "t10k-images-idx3-ubyte.gz") as fh:
+        x = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)[:n]
+    with gzip.open(FMNIST / "t10k-labels-idx1-ubyte.gz") as fh:
+        y = np.frombuffer(fh.read(), np.uint8, offset=8)[:n].astype(np.int64)
+    return x.copy(), y
+
+
+def _run_config(stage: int, steps: int) -> dict:
+    method = {
+        "batch_size": 16, "steps": steps, "ema_decay": 0.9, "log_every": 1, "ckpt_every_steps": 2,
+        "attack": {"norm": "L2", "eps": 1.5, "step_size": 0.5, "steps": 2},
+        "optimizer": {"name": "sgd", "lr": 0.05, "schedule": "cosine" if stage == 1 else "constant"},
+        "augment": {"at": ["crop", "flip"], "bce": ["crop", "flip"], "crop_padding": 2},
+    }
+    if stage == 2:
+        method.update(freeze_batchnorm=True, bce={"batch_size": 8, "step_size": 0.5, "initial_steps": 1, "increment": 1,
+                                                  "max_steps": 3, "auc_threshold": 0.5, "window_images": 8})
+    return {
+        "run": f"stage{stage}", "method": "at" if stage == 1 else "dat", "seed": 0, "init_from": None,
+        "dataset": {"name": "fmnist", "num_classes": 10, "channels": 1, "image_size": 28, "mean": [0.286], "std": [0.353]},
+        "model": {"arch": "resnet_small", "kwargs": {"widths": [8, 16, 32], "first_stride": 2}},
+        "train": method,
+    }
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    x, y = _real_images(256)
+    save_npz(tmp_path / "data/train.npz", x=x, y=y)
+    return tmp_path
+
+
+def _train(workdir: Path, stage: int, steps: int, name: str, init: Path | None = None, extra=()) -> tuple[int, Path]:
+    cfg = workdir / f"{name}.json"
+    write_json(_run_config(stage, steps), cfg)
+    args = ["--config", str(cfg), "--data-dir", str(workdir / "data"), "--model-out", str(workdir / f"{name}/model.pt"),
+            "--log-csv", str(workdir / f"{name}/train_log.csv"), "--ckpt-dir", str(workdir / f"{name}/ckpt"), "--threads", "1",
+            *extra]
+    if init is not None:
+        args += ["--init", str(init)]
+    return train.main(args), workdir / name
+
+
+def _log(run_dir: Path) -> list[dict]:
+    with open(run_dir / "train_log.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_stage1_then_stage2_keeps_batchnorm_statistics(workdir):
+    rc, s1 = _train(workdir, 1, 4, "s1")
+    assert rc == 0
+    ckpt1 = torch.load(s1 / "model.pt", weights_only=True)
+    assert ckpt1["step"] == 4 and ckpt1["ema"] is not None
+    rc, s2 = _train(workdir, 2, 4, "s2", init=s1 / "model.pt")
+    assert rc == 0
+    ckpt2 = torch.load(s2 / "model.pt", weights_only=True)
+    stats = [k for k in ckpt1["ema"] if "running_" in k]
+    assert stats
+    for key in stats:  # stage 2 starts from the stage-1 EMA and never updates BatchNorm statistics
+        assert torch.equal(ckpt2["model"][key], ckpt1["ema"][key]), key
+        assert torch.allclose(ckpt2["ema"][key], ckpt1["ema"][key], rtol=1e-6, atol=0), key  # averaging equal values
+    changed = [k for k in ckpt1["ema"] if "weight" in k and not torch.equal(ckpt2["model"][k], ckpt1["ema"][k])]
+    assert changed  # but the weights did train
+    rows = _log(s2)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(r["bce"] and 0 <= float(r["auc"]) <= 1 for r in rows)
+    assert int(rows[-1]["steps_T"]) >= 1
+
+
+def test_resume_continues_the_same_run(workdir):
+    full_rc, full = _train(workdir, 2, 6, "full", init=None)
+    assert full_rc == 0
+    rc, part = _train(workdir, 2, 6, "part", extra=["--stop-after", "3"])
+    assert rc == train.EXIT_INTERRUPTED
+    assert not (part / "model.pt").exists() and (part / "ckpt/last.pt").exists()
+    assert torch.load(part / "ckpt/last.pt", weights_only=True)["step"] == 3
+    rc, part = _train(workdir, 2, 6, "part")
+    assert rc == 0
+    a = torch.load(full / "model.pt", weights_only=True)
+    b = torch.load(part / "model.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    assert [int(r["step"]) for r in _log(part)] == [1, 2, 3, 4, 5, 6]
+    # same data order, RNG and curriculum: the resumed run ends where the uninterrupted one does
+    for key in a["model"]:
+        assert torch.allclose(a["model"][key].float(), b["model"][key].float(), atol=1e-5), key
+
+
+def test_sigterm_saves_a_resumable_checkpoint(workdir):
+    cfg = workdir / "sig.json"
+    write_json(_run_config(1, 400), cfg)
+    cmd = [sys.executable, "-m", "dat.train", "--config", str(cfg), "--data-dir", str(workdir / "data"),
+           "--model-out", str(workdir / "sig/model.pt"), "--log-csv", str(workdir / "sig/train_log.csv"),
+           "--ckpt-dir", str(workdir / "sig/ckpt"), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (workdir / "sig/ckpt/last.pt").exists():
+        time.sleep(0.2)  # wait until training is under way (first periodic checkpoint)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == train.EXIT_INTERRUPTED, out
+    step = torch.load(workdir / "sig/ckpt/last.pt", weights_only=True)["step"]
+    assert 2 <= step < 400
+    assert not (workdir / "sig/model.pt").exists()
+
+
+def test_config_errors_name_the_key(workdir):
+    cfg = _run_config(1, 2)
+    cfg["train"]["attack"]["epz"] = 1
+    write_json(cfg, workdir / "bad.json")
+    with pytest.raises(ValueError, match="train.attack: unknown key.*epz"):
+        train.main(["--config", str(workdir / "bad.json"), "--data-dir", str(workdir / "data"), "--model-out",
+                    str(workdir / "m.pt"), "--log-csv", str(workdir / "l.csv"), "--ckpt-dir", str(workdir / "c")])
+    write_json(_run_config(1, 2), workdir / "good.json")
+    with pytest.raises(FileNotFoundError, match="nowhere/train.npz"):
+        train.main(["--config", str(workdir / "good.json"), "--data-dir", str(workdir / "nowhere"), "--model-out",
+                    str(workdir / "m.pt"), "--log-csv", str(workdir / "l.csv"), "--ckpt-dir", str(workdir / "c")])
