@@ -24,10 +24,14 @@ FORMAT_VERSION = 1
 
 
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
+    """A temporary file beside ``path`` with the permissions a plain ``open`` would give (mkstemp makes 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     return path, tmp
 
 

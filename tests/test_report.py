@@ -1,0 +1,282 @@
+"""dat.report: Table 1 and the other tables (numbers, LaTeX, CSV twins), the long metrics table and the figures.
+
+Two synthetic run folders follow docs/formats.md field by field; the numbers are made up, and every assertion
+checks that a number written into a run file comes out where it should, formatted as the paper prints it.
+"""
+
+import csv
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dat import report
+
+PROV = {"git_sha": "0" * 40, "torch_version": "2.14.1", "format_version": 1}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+K = 10
+OOD_KEYS = [(s, score, attack) for s in ("mnist", "noise") for score in ("energy", "max_softmax")
+            for attack in ("clean", "adversarial")]
+
+
+def _json(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2))
+
+
+def _meta(run):
+    return {"run": run, "dataset": "fmnist", "seed": 0, "time_s": 1.5, **PROV}
+
+
+def make_run(root, run, *, acc_clean, aa, pgd, fid, is_mean, is_std, steps_grid, grid_fid, chosen, ood, ece,
+             cf_fid, cf_conf, channels, stage2):
+    """A results/{run} folder with every file the report reads, exactly as docs/formats.md describes them."""
+    d = root / run
+    _json(d / "metrics" / "robust.json", {
+        **_meta(run), "norm": "L2", "eps": 0.5, "eps_str": "0.5", "n_clean": 1000, "acc_clean": acc_clean,
+        "pgd": {"steps": 10, "step_size": 0.125, "n_examples": 500, "acc_robust": pgd},
+        "autoattack": {"version": "standard", "package": "pyautoattack 0.2.0", "n_examples": 200,
+                       "acc_clean": acc_clean, "acc_robust": aa, "log": ["robust accuracy: ..."]},
+    })
+    _json(d / "metrics" / "fid.json", {
+        **_meta(run), "fid": fid, "fid_floor": 12.3456, "n_samples": 500, "n_ref": 2000,
+        "extractor": "incv3_offline#ab", "is_mean": is_mean, "is_std": is_std,
+        "is_note": ("IS unavailable: the feature extractor (incv3_offline#ab) has no Inception logit head"
+                    if is_mean is None else "IS over 500 samples, 10 splits"),
+        "steps": chosen, "step_size": 0.2,
+    })
+    _json(d / "grid.json", {
+        **_meta(run), "steps_grid": steps_grid, "fid": grid_fid, "chosen_steps": chosen, "step_size": 0.2,
+        "n_samples": 300, "n_ref": 2000, "extractor": "incv3_offline#ab",
+    })
+    _json(d / "metrics" / "ood.json", {
+        **_meta(run), "n_in": 1000, "eps_o": 1.0,
+        "rows": [{"ood_set": s, "n_out": 256, "score": score, "attack": attack, "auroc": ood[(s, score, attack)]}
+                 for s, score, attack in OOD_KEYS],
+    })
+    n_bins = 5
+    edges = np.linspace(0, 1, n_bins + 1)
+    _json(d / "metrics" / "calibration.json", {
+        **_meta(run), "ece": ece, "n_bins": n_bins, "n_examples": 1000, "acc_clean": acc_clean,
+        "bins": {"confidence": [0.1, 0.3, 0.5, 0.7, 0.9], "accuracy": [0.0, 0.2, 0.45, 0.75, 0.93],
+                 "count": [0, 10, 50, 200, 740], "lower": edges[:-1].tolist(), "upper": edges[1:].tolist()},
+    })
+    _json(d / "metrics" / "counterfactual.json", {
+        **_meta(run), "radii": [0.5, 1.0, 2.0], "fid": cf_fid, "fid_per_class": [[f] * K for f in cf_fid],
+        "confidence": cf_conf, "n_images": 100, "n_ref_per_class": [200] * K,
+    })
+    rng = np.random.default_rng(0)
+    n = 120
+    np.savez(d / "samples.npz", x=rng.integers(0, 256, (n, 8, 8, channels), dtype=np.uint8),
+             y=(np.arange(n) % K).astype(np.int64), x_init=rng.integers(0, 256, (n, 8, 8, channels), dtype=np.uint8))
+    with open(d / "train_log.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["step", "epoch", "images", "time_s", "lr", "loss", "ce_adv", "bce", "acc_adv", "steps_T", "auc"])
+        for step in range(1, 9):
+            if stage2:
+                w.writerow([step, 0, step * 64, step * 0.5, 1e-3, 1.5 - 0.1 * step, 1.0, 0.5 - 0.02 * step, 0.4,
+                            step // 3, 0.6 + 0.03 * step])
+            else:
+                w.writerow([step, 0, step * 64, step * 0.5, 0.1, 2.0 - 0.1 * step, 2.0 - 0.1 * step, "", 0.3, "", ""])
+    return d
+
+
+def _ood(base):
+    """AUROC base + 0.01 * i for the i-th (ood_set, score, attack) of OOD_KEYS."""
+    return {key: base + 0.01 * i for i, key in enumerate(OOD_KEYS)}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "results"
+    at = make_run(root, "fmnist_at", acc_clean=0.8123, aa=0.6543, pgd=0.6789, fid=123.456, is_mean=None, is_std=None,
+                  steps_grid=[10, 20, 30], grid_fid=[150.0, 120.5, 130.25], chosen=20, ood=_ood(0.8512), ece=0.0321,
+                  cf_fid=[90.111, 80.222, 70.333], cf_conf=[0.3, 0.5, 0.734], channels=1, stage2=False)
+    dat = make_run(root, "fmnist_dat", acc_clean=0.7951, aa=0.6049, pgd=0.6111, fid=45.678, is_mean=8.0512, is_std=0.1,
+                   steps_grid=[10, 20, 30], grid_fid=[60.0, 50.5, 45.6789], chosen=30, ood=_ood(0.9012), ece=0.0456,
+                   cf_fid=[50.0, 40.0, 30.0], cf_conf=[0.4, 0.6, 0.888], channels=3, stage2=True)
+    return at, dat
+
+
+def _table1(runs, tmp_path):
+    at, dat = runs
+    tex, out_csv = tmp_path / "tables" / "table1.tex", tmp_path / "tables" / "table1.csv"
+    assert report.main(["table1", "--rows", f"Standard AT={at}", f"DAT={dat}", "--dataset-label", "Fashion-MNIST",
+                        "--out-tex", str(tex), "--out-csv", str(out_csv)]) == 0
+    return tex.read_text(), out_csv
+
+
+def test_table1_latex_numbers_and_caption(runs, tmp_path):
+    tex, _ = _table1(runs, tmp_path)
+    # percent = fraction * 100 with 2 decimals, FID 2 decimals, IS n/a when null, T from grid.json
+    assert r"Standard AT & 81.23 & 65.43 & n/a & 123.46 & 20 \\" in tex
+    assert r"DAT & 79.51 & 60.49 & 8.05 & 45.68 & 30 \\" in tex
+    assert r"Method & Acc (\%) & Robust Acc (\%) & IS & FID & $T$ \\" in tex
+    for cmd in (r"\begin{table}", r"\toprule", r"\midrule", r"\bottomrule", r"\end{table}", r"\caption{Fashion-MNIST"):
+        assert cmd in tex
+    # the note quotes is_note, escaped; the run names' underscores are escaped; no raw underscore is left
+    assert r"IS n/a: ``IS unavailable: the feature extractor (incv3\_offline\#ab) has no Inception logit head''" in tex
+    assert r"\texttt{fmnist\_at}" in tex and r"\texttt{fmnist\_dat}" in tex
+    assert "fmnist_at" not in tex and "#" not in tex.replace(r"\#", "")
+    # the caption states the counts, threat model, floor and feature extractor
+    assert "on 1000 test images" in tex  # n_clean
+    assert "on 200 test images" in tex  # AutoAttack n_examples
+    assert "500 class-balanced samples against 2000 reference" in tex  # n_samples, n_ref
+    assert r"$\ell_2$ threat model, $\varepsilon$ = 0.5." in tex
+    assert "FID floor" in tex and "12.35" in tex
+    assert r"Feature extractor: incv3\_offline\#ab" in tex
+    assert "standard, pyautoattack 0.2.0" in tex
+
+
+def test_table1_csv_round_trips_the_numbers(runs, tmp_path):
+    _, out_csv = _table1(runs, tmp_path)
+    df = pd.read_csv(out_csv)
+    assert list(df.columns[:15]) == ["run", "method", "acc_clean", "acc_robust_autoattack", "acc_robust_pgd", "is_mean",
+                                     "is_std", "fid", "fid_floor", "chosen_steps", "n_samples", "n_ref", "n_autoattack",
+                                     "n_clean", "extractor"]
+    at, dat = df.iloc[0], df.iloc[1]
+    assert (at["run"], at["method"], dat["run"], dat["method"]) == ("fmnist_at", "Standard AT", "fmnist_dat", "DAT")
+    assert at["acc_clean"] == 0.8123 and at["acc_robust_autoattack"] == 0.6543 and at["acc_robust_pgd"] == 0.6789
+    assert at["fid"] == 123.456 and np.isnan(at["is_mean"]) and np.isnan(at["is_std"])
+    assert dat["is_mean"] == 8.0512 and dat["is_std"] == 0.1 and dat["fid"] == 45.678
+    assert at["fid_floor"] == 12.3456 and (at["chosen_steps"], dat["chosen_steps"]) == (20, 30)
+    assert (at["n_samples"], at["n_ref"], at["n_autoattack"], at["n_clean"]) == (500, 2000, 200, 1000)
+    assert at["extractor"] == "incv3_offline#ab"
+
+
+def test_missing_robust_json_raises_naming_the_file(runs, tmp_path):
+    at, _ = runs
+    (at / "metrics" / "robust.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"fmnist_at/metrics/robust\.json"):
+        report.table1_frame([("Standard AT", at)])
+    with pytest.raises(FileNotFoundError, match="robust.json"):
+        _table1(runs, tmp_path)
+
+
+def test_other_tables(runs, tmp_path):
+    at, dat = runs
+    out = tmp_path / "tables"
+    assert report.main(["tables", "--runs", str(at), str(dat), "--labels", "Standard AT", "DAT_v2",
+                        "--out-dir", str(out)]) == 0
+    for name in ("sampling", "ood", "calibration", "counterfactual"):
+        tex = (out / f"{name}.tex").read_text()
+        assert r"\toprule" in tex and r"\bottomrule" in tex and r"DAT\_v2" in tex and "DAT_v2" not in tex
+        assert (out / f"{name}.csv").is_file()
+
+    sampling = (out / "sampling.tex").read_text()
+    assert r"20 & \textbf{120.50} & 50.50 \\" in sampling and r"30 & 130.25 & \textbf{45.68} \\" in sampling
+    assert r"chosen $T$ & 20 & 30 \\" in sampling and r"step size $\eta$ & 0.2 & 0.2 \\" in sampling
+    s = pd.read_csv(out / "sampling.csv")
+    assert s[(s["run"] == "fmnist_dat") & s["chosen"]]["steps"].tolist() == [30]
+    assert s[(s["run"] == "fmnist_dat") & (s["steps"] == 30)]["fid"].item() == 45.6789
+
+    ood = (out / "ood.tex").read_text()
+    # AUROC in percent: mnist/noise x clean/adversarial for the energy score
+    assert r"Standard AT & $-E(x)$ & 85.12 & 86.12 & 89.12 & 90.12 \\" in ood
+    assert r"DAT\_v2 & $\max_y p(y|x)$ & 92.12 & 93.12 & 96.12 & 97.12 \\" in ood
+    assert r"\multicolumn{2}{c}{mnist}" in ood and r"$\varepsilon_o$ = 1 " in ood and "1000 in-distribution" in ood
+    o = pd.read_csv(out / "ood.csv")
+    assert len(o) == 16
+    hit = o[(o["run"] == "fmnist_at") & (o["ood_set"] == "noise") & (o["score"] == "energy") & (o["attack"] == "clean")]
+    assert hit["auroc"].item() == 0.8512 + 0.04
+
+    cal = (out / "calibration.tex").read_text()
+    assert r"Standard AT & 3.21 & 81.23 \\" in cal and r"DAT\_v2 & 4.56 & 79.51 \\" in cal
+    assert "5 equal-width confidence bins" in cal
+    assert pd.read_csv(out / "calibration.csv")["ece"].tolist() == [0.0321, 0.0456]
+
+    cf = (out / "counterfactual.tex").read_text()
+    assert r"2 & 70.33 & 73.40 & 30.00 & 88.80 \\" in cf and r"0.5 & 90.11 & 30.00 & 50.00 & 40.00 \\" in cf
+    c = pd.read_csv(out / "counterfactual.csv")
+    assert c[(c["run"] == "fmnist_at") & (c["radius"] == 2.0)]["confidence"].item() == 0.734
+
+
+def test_tables_skip_absent_inputs(runs, tmp_path, caplog):
+    at, dat = runs
+    for d in runs:
+        (d / "metrics" / "ood.json").unlink()
+    (at / "metrics" / "calibration.json").unlink()
+    out = tmp_path / "tables"
+    with caplog.at_level(logging.INFO, logger="dat.report"):
+        written = report.write_tables([at, dat], ["Standard AT", "DAT"], out)
+    assert not (out / "ood.tex").exists() and not (out / "ood.csv").exists()
+    assert "skipped ood table" in caplog.text
+    assert (out / "calibration.tex").is_file() and out / "sampling.tex" in written
+    cal = pd.read_csv(out / "calibration.csv")
+    assert cal["run"].tolist() == ["fmnist_dat"]  # the run with the file, the other one logged
+    assert "calibration.json" in caplog.text
+
+
+def test_metrics_long_table(runs, tmp_path):
+    at, dat = runs
+    out = tmp_path / "report" / "metrics.csv"
+    assert report.main(["metrics", "--runs", str(at), str(dat), "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["run", "metric", "value"]
+    value = df.set_index(["run", "metric"])["value"]
+    assert value["fmnist_at", "robust.autoattack.acc_robust"] == 0.6543
+    assert value["fmnist_at", "robust.acc_clean"] == 0.8123
+    assert value["fmnist_dat", "fid.is_mean"] == 8.0512 and value["fmnist_dat", "fid.fid"] == 45.678
+    assert value["fmnist_dat", "grid.fid[2]"] == 45.6789 and value["fmnist_dat", "grid.chosen_steps"] == 30
+    assert value["fmnist_at", "ood.rows[attack=clean,ood_set=mnist,score=energy].auroc"] == 0.8512
+    assert value["fmnist_at", "calibration.ece"] == 0.0321
+    assert value["fmnist_at", "counterfactual.confidence[2]"] == 0.734
+    assert ("fmnist_at", "fid.is_mean") not in value.index  # null is not a number
+    assert not df["metric"].str.contains("git_sha|extractor|norm$").any()  # strings are left out
+
+
+def test_figures_are_valid_pngs(runs, tmp_path):
+    at, dat = runs
+    out = tmp_path / "figures"
+    assert report.main(["figures", "--runs", str(at), str(dat), "--labels", "Standard AT", "DAT",
+                        "--out-dir", str(out)]) == 0
+    expected = ["samples_fmnist_at.png", "seeds_fmnist_at.png", "samples_fmnist_dat.png", "seeds_fmnist_dat.png",
+                "counterfactual.png", "reliability.png", "train_curves_fmnist_dat.png"]
+    for name in expected:
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG_SIGNATURE, name
+        assert len(data) > 5000, (name, len(data))
+    # stage 1 leaves bce empty: no training-curve figure for it; no temporary files are left behind
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+
+
+def test_figures_skip_missing_inputs(runs, tmp_path, caplog):
+    at, dat = runs
+    (at / "samples.npz").unlink()
+    for d in runs:
+        (d / "metrics" / "counterfactual.json").unlink()
+    out = tmp_path / "figures"
+    with caplog.at_level(logging.INFO, logger="dat.report"):
+        report.write_figures([at, dat], ["Standard AT", "DAT"], out)
+    assert not (out / "samples_fmnist_at.png").exists() and not (out / "counterfactual.png").exists()
+    assert (out / "samples_fmnist_dat.png").is_file() and (out / "reliability.png").is_file()
+    assert "samples_fmnist_at.png" in caplog.text and "skipped counterfactual.png" in caplog.text
+
+
+def test_sample_grid_is_one_row_per_class():
+    y = np.arange(120) % K
+    classes, rows = report.select_grid(y)
+    assert classes == list(range(K)) and sorted(sum(rows, [])) == list(range(100))  # exactly the first 100 samples
+    assert all(len(r) == 10 and all(y[i] == c for i in r) for c, r in zip(classes, rows))
+    x = np.random.default_rng(0).integers(0, 256, (120, 4, 5, 1), dtype=np.uint8)
+    mosaic = report.image_mosaic(x, rows, pad=2)
+    assert mosaic.shape == (10 * 6 + 2, 10 * 7 + 2, 1)
+    assert np.array_equal(mosaic[2 + 6:2 + 6 + 4, 2 + 7:2 + 7 + 5], x[rows[1][1]])  # row of class 1, second sample
+
+
+def test_latex_escape_and_number_format():
+    assert report.latex_escape("a_b & 50% #1 $x$") == r"a\_b \& 50\% \#1 \$x\$"
+    assert report.fmt_num(0.8123, scale=100) == "81.23" and report.fmt_num(123.456) == "123.46"
+    assert report.fmt_num(None) == "--" and report.fmt_num(float("nan")) == "--"
+
+
+def test_cli_help(capsys):
+    for argv in (["--help"], ["table1", "--help"], ["tables", "--help"], ["metrics", "--help"], ["figures", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            report.main(argv)
+        assert exit_info.value.code == 0
+    assert "--out-dir" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        report.main(["tables", "--runs", "a", "b", "--labels", "only one", "--out-dir", "x"])
