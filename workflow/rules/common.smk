@@ -141,7 +141,16 @@ def table_runs(name):
     return list(config["tables"][name]["rows"].values())
 
 
+def stage2_runs(runs):
+    """The runs whose method has a BCE branch (DAT stage 2): they have stage-2 training curves."""
+    return [run for run in runs if _method_block(run).get("bce")]
+
+
 def all_outputs():
     """Every table and figure of the skeleton for the runs of table1."""
-    outs = ["results/tables/table1.tex", "results/tables/ood.tex", "results/report/metrics.csv", "results/figures/.done"]
-    return outs
+    return [
+        "results/tables/table1.tex",
+        "results/tables/ood.tex",
+        "results/report/metrics.csv",
+        "results/figures/reliability.png",
+    ]

@@ -64,8 +64,12 @@ rule make_figures:
     input:
         samples=expand("results/{run}/samples.npz", run=table_runs("table1")),
         metrics=expand("results/{run}/metrics/{metric}.json", run=table_runs("table1"), metric=["calibration", "counterfactual"]),
+        models=expand("results/{run}/model.pt", run=table_runs("table1")),
     output:
-        done=touch("results/figures/.done"),
+        samples=expand("results/figures/{kind}_{run}.png", kind=["samples", "seeds"], run=table_runs("table1")),
+        curves=expand("results/figures/train_curves_{run}.png", run=stage2_runs(table_runs("table1"))),
+        counterfactual="results/figures/counterfactual.png",
+        reliability="results/figures/reliability.png",
     log:
         "logs/make_figures/figures.log",
     params:
