@@ -1,8 +1,20 @@
 # DAT: Joint discriminative-generative modeling via dual adversarial training, end to end.
 # Snakemake decides what runs and where; the `dat` package decides how (every rule calls `python -m dat.<cmd>`).
+import shlex
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Jobs run `python -m dat.<cmd>` from this checkout, installed or not (and inside --sdm conda environments).
+sys.path.insert(0, workflow.basedir)
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
+# The software environment of every job (used with --software-deployment-method conda); the path is relative to
+# the rule files in workflow/rules/.
+ENV = "../../environment.yml"
 
 
 configfile: "config.yaml"
@@ -16,6 +28,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

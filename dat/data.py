@@ -312,7 +312,10 @@ def infinite_batches(dataset: torch.utils.data.Dataset, batch_size: int, seed: i
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
         subset = torch.utils.data.Subset(dataset, order[offset * batch_size:per_epoch * batch_size].tolist())
         loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, drop_last=True,
-                                             num_workers=num_workers, persistent_workers=False)
+                                             num_workers=num_workers, persistent_workers=False,
+                                             generator=torch.Generator().manual_seed(seed + epoch))
+        # the loader's own generator draws its worker base seed, so a loader created mid-epoch on resume does not
+        # consume the global RNG that augmentation uses
         for x, y in loader:
             yield x, y.long()
             batch += 1

@@ -5,6 +5,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dat.config import TrainConfig
+from dat.io import write_json
 from dat.data import missing_files
 
 validate(config, "../schemas/config.schema.yaml")
@@ -13,29 +14,42 @@ validate(config, "../schemas/config.schema.yaml")
 def _check_references(cfg):
     """Fail at parse time, naming the key, when a run, table or dataset points at something undefined."""
     for run, r in cfg["runs"].items():
-        for key, table in (("dataset", "datasets"), ("model", "models"), ("method", "methods")):
+        for key, table in (
+            ("dataset", "datasets"),
+            ("model", "models"),
+            ("method", "methods"),
+        ):
             if r[key] not in cfg[table]:
-                raise WorkflowError(f"config: runs.{run}.{key} = {r[key]!r} is not a key of {table}: {sorted(cfg[table])}")
+                raise WorkflowError(
+                    f"config: runs.{run}.{key} = {r[key]!r} is not a key of {table}: {sorted(cfg[table])}"
+                )
         init = r.get("init_from")
         if isinstance(init, str) and init not in cfg["runs"]:
-            raise WorkflowError(f"config: runs.{run}.init_from = {init!r} is not a run: {sorted(cfg['runs'])}")
+            raise WorkflowError(
+                f"config: runs.{run}.init_from = {init!r} is not a run: {sorted(cfg['runs'])}"
+            )
         if init == run:
             raise WorkflowError(f"config: runs.{run}.init_from names the run itself")
     for name, table in cfg.get("tables", {}).items():
         for label, run in table["rows"].items():
             if run not in cfg["runs"]:
-                raise WorkflowError(f"config: tables.{name}.rows.{label} = {run!r} is not a run: {sorted(cfg['runs'])}")
+                raise WorkflowError(
+                    f"config: tables.{name}.rows.{label} = {run!r} is not a run: {sorted(cfg['runs'])}"
+                )
         if table["dataset"] not in cfg["datasets"]:
-            raise WorkflowError(f"config: tables.{name}.dataset = {table['dataset']!r} is not a key of datasets")
+            raise WorkflowError(
+                f"config: tables.{name}.dataset = {table['dataset']!r} is not a key of datasets"
+            )
     for name, ds in cfg["datasets"].items():
         if len(ds["mean"]) != ds["channels"] or len(ds["std"]) != ds["channels"]:
-            raise WorkflowError(f"config: datasets.{name}.mean/std need {ds['channels']} values (channels)")
+            raise WorkflowError(
+                f"config: datasets.{name}.mean/std need {ds['channels']} values (channels)"
+            )
         missing = missing_files(ds["source"], ds["root"], ds.get("download", False))
         if missing and name in _used_datasets(cfg):
             raise WorkflowError(
-                f"config: datasets.{name} (source {ds['source']}, root {ds['root']}) is missing "
-                + ", ".join(missing)
-                + "; install the data there or set datasets." + name + ".download: true"
+                f"config: datasets.{name} (source {ds['source']}, root {ds['root']}) is missing {', '.join(missing)}; "
+                f"install the data there or set datasets.{name}.download: true"
             )
 
 
@@ -46,13 +60,19 @@ def _used_datasets(cfg):
 def _method_block(run):
     """The run's method block with its train_overrides applied (top-level keys replaced)."""
     r = config["runs"][run]
-    return {**json.loads(json.dumps(config["methods"][r["method"]])), **r.get("train_overrides", {})}
+    return {
+        **json.loads(json.dumps(config["methods"][r["method"]])),
+        **r.get("train_overrides", {}),
+    }
 
 
 _check_references(config)
 for _run in config["runs"]:
     try:  # parse every run's training block now, so a bad override fails before any job starts
-        TrainConfig.from_dict(_method_block(_run), where=f"runs.{_run} (method {config['runs'][_run]['method']})")
+        TrainConfig.from_dict(
+            _method_block(_run),
+            where=f"runs.{_run} (method {config['runs'][_run]['method']})",
+        )
     except ValueError as err:
         raise WorkflowError(f"config: {err}") from err
 
@@ -121,7 +141,10 @@ def data_file(name):
 
 def ood_inputs(wildcards):
     ds = dataset_of(wildcards.run)
-    return [f"results/data/{ds}/ood_{o}.npz" for o in config["datasets"][ds].get("ood_sets", ["noise"])]
+    return [
+        f"results/data/{ds}/ood_{o}.npz"
+        for o in config["datasets"][ds].get("ood_sets", ["noise"])
+    ]
 
 
 def runtime_min(base):
@@ -134,7 +157,10 @@ def runtime_min(base):
 
 
 def table_rows(name):
-    return " ".join(f'"{label}=results/{run}"' for label, run in config["tables"][name]["rows"].items())
+    return " ".join(
+        f'"{label}=results/{run}"'
+        for label, run in config["tables"][name]["rows"].items()
+    )
 
 
 def table_runs(name):

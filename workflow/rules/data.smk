@@ -8,12 +8,13 @@ localrules:
 rule write_dataset_config:
     output:
         cfg="results/data/{dataset}/dataset.json",
+    log:
+        "logs/write_dataset_config/{dataset}.log",
     params:
         cfg=lambda wildcards: json.dumps(dataset_cfg(wildcards.dataset), sort_keys=True),
     run:
-        from dat.io import write_json
-
         write_json(json.loads(params.cfg), output.cfg)
+        shell("echo wrote {output.cfg} > {log}")
 
 
 rule prepare_data:
@@ -26,6 +27,8 @@ rule prepare_data:
         "logs/prepare_data/{dataset}.log",
     benchmark:
         "benchmarks/prepare_data/{dataset}.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=8000,
         runtime=runtime_min(60),
@@ -40,6 +43,8 @@ rule prepare_ood:
         ood="results/data/{dataset}/ood_{ood}.npz",
     log:
         "logs/prepare_ood/{dataset}_{ood}.log",
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=runtime_min(30),
@@ -57,14 +62,16 @@ rule fid_ref:
         "logs/fid_ref/{dataset}.log",
     benchmark:
         "benchmarks/fid_ref/{dataset}.tsv"
-    params:
-        n_ref=lambda wildcards: config["evaluate"]["fid"]["n_ref"] or 0,
-        extractor=config["evaluate"]["fid"]["extractor"],
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
         runtime=runtime_min(240),
         gpu=1,
+    params:
+        n_ref=lambda wildcards: config["evaluate"]["fid"]["n_ref"] or 0,
+        extractor=config["evaluate"]["fid"]["extractor"],
     shell:
         "python -m dat.fid_ref --data {input.train} --n-ref {params.n_ref} --seed 0 --extractor {params.extractor}"
         " --out {output.ref} --meta-out {output.meta} --threads {threads} > {log} 2>&1"
@@ -80,14 +87,16 @@ rule fid_floor:
         "logs/fid_floor/{dataset}.log",
     benchmark:
         "benchmarks/fid_floor/{dataset}.tsv"
-    params:
-        n=config["sampling"]["n_final"],
-        extractor=config["evaluate"]["fid"]["extractor"],
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
         runtime=runtime_min(120),
         gpu=1,
+    params:
+        n=config["sampling"]["n_final"],
+        extractor=config["evaluate"]["fid"]["extractor"],
     shell:
         "python -m dat.eval_fid floor --data {input.test} --n {params.n} --seed 0 --extractor {params.extractor}"
         " --ref {input.ref} --out {output.floor} --threads {threads} > {log} 2>&1"

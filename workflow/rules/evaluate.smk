@@ -13,6 +13,8 @@ rule grid_search_steps:
         "logs/grid_search_steps/{run}.log",
     benchmark:
         "benchmarks/grid_search_steps/{run}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
@@ -34,6 +36,8 @@ rule sample_images:
         "logs/sample_images/{run}.log",
     benchmark:
         "benchmarks/sample_images/{run}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
@@ -56,6 +60,8 @@ rule compute_fid:
         "logs/compute_fid/{run}.log",
     benchmark:
         "benchmarks/compute_fid/{run}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
@@ -77,6 +83,8 @@ rule eval_robust:
         "logs/eval_robust/{run}.log",
     benchmark:
         "benchmarks/eval_robust/{run}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
@@ -99,6 +107,8 @@ rule eval_ood:
         "logs/eval_ood/{run}.log",
     benchmark:
         "benchmarks/eval_ood/{run}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
@@ -120,6 +130,8 @@ rule eval_calibration:
         "logs/eval_calibration/{run}.log",
     benchmark:
         "benchmarks/eval_calibration/{run}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
@@ -142,6 +154,8 @@ rule eval_counterfactual:
         "logs/eval_counterfactual/{run}.log",
     benchmark:
         "benchmarks/eval_counterfactual/{run}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,

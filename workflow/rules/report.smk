@@ -21,9 +21,13 @@ rule make_table1:
         csv="results/tables/table1.csv",
     log:
         "logs/make_table1/table1.log",
+    conda:
+        ENV
     params:
         rows=table_rows("table1"),
-        label=config["tables"]["table1"].get("dataset_label", config["tables"]["table1"]["dataset"]),
+        label=config["tables"]["table1"].get(
+            "dataset_label", config["tables"]["table1"]["dataset"]
+        ),
     shell:
         "python -m dat.report table1 --rows {params.rows} --dataset-label '{params.label}'"
         " --out-tex {output.tex} --out-csv {output.csv} > {log} 2>&1"
@@ -31,7 +35,11 @@ rule make_table1:
 
 rule make_tables:
     input:
-        metrics=expand("results/{run}/metrics/{metric}.json", run=table_runs("table1"), metric=METRICS),
+        metrics=expand(
+            "results/{run}/metrics/{metric}.json",
+            run=table_runs("table1"),
+            metric=METRICS,
+        ),
         grid=expand("results/{run}/grid.json", run=table_runs("table1")),
     output:
         ood="results/tables/ood.tex",
@@ -40,6 +48,8 @@ rule make_tables:
         counterfactual="results/tables/counterfactual.tex",
     log:
         "logs/make_tables/tables.log",
+    conda:
+        ENV
     params:
         runs=" ".join(f"results/{run}" for run in table_runs("table1")),
         labels=" ".join(f'"{label}"' for label in config["tables"]["table1"]["rows"]),
@@ -49,11 +59,17 @@ rule make_tables:
 
 rule make_metrics_csv:
     input:
-        metrics=expand("results/{run}/metrics/{metric}.json", run=table_runs("table1"), metric=METRICS),
+        metrics=expand(
+            "results/{run}/metrics/{metric}.json",
+            run=table_runs("table1"),
+            metric=METRICS,
+        ),
     output:
         csv="results/report/metrics.csv",
     log:
         "logs/make_metrics_csv/metrics.log",
+    conda:
+        ENV
     params:
         runs=" ".join(f"results/{run}" for run in table_runs("table1")),
     shell:
@@ -63,15 +79,28 @@ rule make_metrics_csv:
 rule make_figures:
     input:
         samples=expand("results/{run}/samples.npz", run=table_runs("table1")),
-        metrics=expand("results/{run}/metrics/{metric}.json", run=table_runs("table1"), metric=["calibration", "counterfactual"]),
+        metrics=expand(
+            "results/{run}/metrics/{metric}.json",
+            run=table_runs("table1"),
+            metric=["calibration", "counterfactual"],
+        ),
         models=expand("results/{run}/model.pt", run=table_runs("table1")),
     output:
-        samples=expand("results/figures/{kind}_{run}.png", kind=["samples", "seeds"], run=table_runs("table1")),
-        curves=expand("results/figures/train_curves_{run}.png", run=stage2_runs(table_runs("table1"))),
+        samples=expand(
+            "results/figures/{kind}_{run}.png",
+            kind=["samples", "seeds"],
+            run=table_runs("table1"),
+        ),
+        curves=expand(
+            "results/figures/train_curves_{run}.png",
+            run=stage2_runs(table_runs("table1")),
+        ),
         counterfactual="results/figures/counterfactual.png",
         reliability="results/figures/reliability.png",
     log:
         "logs/make_figures/figures.log",
+    conda:
+        ENV
     params:
         runs=" ".join(f"results/{run}" for run in table_runs("table1")),
         labels=" ".join(f'"{label}"' for label in config["tables"]["table1"]["rows"]),

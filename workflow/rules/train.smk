@@ -10,12 +10,13 @@ localrules:
 rule write_run_config:
     output:
         cfg="results/{run}/run.json",
+    log:
+        "logs/write_run_config/{run}.log",
     params:
         cfg=lambda wildcards: json.dumps(run_cfg(wildcards.run), sort_keys=True),
     run:
-        from dat.io import write_json
-
         write_json(json.loads(params.cfg), output.cfg)
+        shell("echo wrote {output.cfg} > {log}")
 
 
 rule train_model:
@@ -29,14 +30,16 @@ rule train_model:
         "logs/train_model/{run}.log",
     benchmark:
         "benchmarks/train_model/{run}.tsv"
-    params:
-        init=init_args,
-        data_dir=lambda wildcards: f"results/data/{dataset_of(wildcards.run)}",
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=16000,
         runtime=runtime_min(24 * 60),
         gpu=1,
+    params:
+        init=init_args,
+        data_dir=lambda wildcards: f"results/data/{dataset_of(wildcards.run)}",
     shell:
         "python -m dat.train --config {input.cfg} --data-dir {params.data_dir} {params.init}"
         " --model-out {output.model} --log-csv results/{wildcards.run}/train_log.csv"

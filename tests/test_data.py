@@ -1,0 +1,112 @@
+"""Data: the Fashion-MNIST parser on the Debian package's real files, OOD sets, augmentation, batch order, prepare CLI."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dat import prepare
+from dat.data import ArrayDataset, build_transform, infinite_batches, load_ood, load_split, missing_files
+from dat.io import write_json
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+needs_fmnist = pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(),
+                                  reason="Debian package dataset-fashion-mnist not installed (run ./setup.sh)")
+
+
+@needs_fmnist
+def test_fashion_mnist_parser_reads_the_real_files():
+    x, y = load_split("fashion_mnist", str(FMNIST), "test")
+    assert x.dtype == np.uint8 and x.shape == (10_000, 28, 28, 1)
+    assert y.dtype == np.int64 and np.bincount(y).tolist() == [1000] * 10  # the test set is balanced
+    # independent parse of the first label byte and image row
+    with gzip.open(FMNIST / "t10k-labels-idx1-ubyte.gz") as fh:
+        assert fh.read()[8] == y[0]
+    with gzip.open(FMNIST / "t10k-images-idx3-ubyte.gz") as fh:
+        raw = fh.read()
+    assert np.array_equal(np.frombuffer(raw, np.uint8, count=28 * 28, offset=16).reshape(28, 28), x[0, :, :, 0])
+
+
+@needs_fmnist
+def test_fashion_mnist_in_torchvision_layout(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
+                 "train-labels-idx1-ubyte.gz"):
+        (raw / name).symlink_to(FMNIST / name)
+    assert missing_files("fashion_mnist", str(tmp_path), download=False) == []
+    assert load_split("fashion_mnist", str(tmp_path), "test")[0].shape == (10_000, 28, 28, 1)
+
+
+def test_missing_files_are_named(tmp_path):
+    missing = missing_files("fashion_mnist", str(tmp_path), download=False)
+    assert str(tmp_path / "train-images-idx3-ubyte.gz") in missing and len(missing) == 4
+    assert missing_files("fashion_mnist", str(tmp_path), download=True) == []
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz"):
+        load_split("fashion_mnist", str(tmp_path), "train")
+    with pytest.raises(ValueError, match="unknown dataset source"):
+        missing_files("imagenet21k", str(tmp_path), download=False)
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits", "photos", "noise"])
+def test_ood_sets_come_in_the_in_distribution_format(name):
+    x = load_ood(name, 16, channels=1, image_size=28, seed=0)
+    assert x.dtype == np.uint8 and x.shape == (16, 28, 28, 1)
+    assert x.std() > 5  # real content (or noise), not a constant image
+    assert np.array_equal(x, load_ood(name, 16, channels=1, image_size=28, seed=0))  # deterministic
+    rgb = load_ood(name, 4, channels=3, image_size=32, seed=1)
+    assert rgb.shape == (4, 32, 32, 3)
+
+
+def test_ood_unknown_name_and_user_file(tmp_path):
+    with pytest.raises(ValueError, match="unknown OOD set 'svhnn'"):
+        load_ood("svhnn", 4, 1, 28, 0)
+    user = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "mine.npz", x=user)
+    out = load_ood(f"npz:{tmp_path / 'mine.npz'}", 10, channels=3, image_size=32, seed=0)
+    assert out.shape == (5, 32, 32, 3)  # all it has, no repeats
+
+
+@pytest.mark.parametrize("names", [["crop", "flip"], ["crop", "flip", "autoaugment", "cutout"], []])
+def test_augmentations_keep_shape_and_range(names):
+    transform = build_transform(names, 28, crop_padding=4, cutout_size=8)
+    img = torch.rand(1, 28, 28)
+    out = transform(img)
+    assert out.shape == (1, 28, 28) and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_batches_resume_at_the_same_position():
+    x = np.random.default_rng(0).integers(0, 256, (50, 4, 4, 1), dtype=np.uint8)
+    ds = ArrayDataset(x, np.arange(50) % 10)
+    full = infinite_batches(ds, 8, seed=3)
+    seen = [next(full)[1] for _ in range(14)]  # 6 batches per epoch: crosses two epoch boundaries
+    resumed = infinite_batches(ds, 8, seed=3, start_batch=9)
+    for expected in seen[9:]:
+        assert torch.equal(next(resumed)[1], expected)
+    epoch0 = torch.cat(seen[:6])
+    assert len(set(epoch0.tolist())) == 10  # every class appears within an epoch of 48 of 50 images
+    with pytest.raises(ValueError, match="exceeds"):
+        next(infinite_batches(ds, 64, seed=0))
+
+
+@needs_fmnist
+def test_prepare_cli_writes_a_balanced_subset_and_ood_set(tmp_path):
+    ds = {"name": "fmnist", "source": "fashion_mnist", "root": str(FMNIST), "download": False, "num_classes": 10,
+          "channels": 1, "image_size": 28, "n_train": 200, "subset_seed": 0, "n_ood": 12}
+    write_json(ds, tmp_path / "dataset.json")
+    assert prepare.main(["splits", "--config", str(tmp_path / "dataset.json"), "--out-dir", str(tmp_path)]) == 0
+    with np.load(tmp_path / "train.npz") as f:
+        assert f["x"].shape == (200, 28, 28, 1) and np.bincount(f["y"]).tolist() == [20] * 10
+    with np.load(tmp_path / "test.npz") as f:
+        assert len(f["y"]) == 10_000
+    assert prepare.main(["ood", "--config", str(tmp_path / "dataset.json"), "--name", "digits",
+                         "--out", str(tmp_path / "ood.npz")]) == 0
+    with np.load(tmp_path / "ood.npz") as f:
+        assert f["x"].shape == (12, 28, 28, 1)
+    bad = {**ds, "channels": 3}
+    write_json(bad, tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="expects uint8"):
+        prepare.main(["splits", "--config", str(tmp_path / "bad.json"), "--out-dir", str(tmp_path / "bad")])

@@ -1,0 +1,86 @@
+"""Metrics against hand-computed values and independent references (scikit-learn, scipy)."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+from sklearn.metrics import roc_auc_score
+
+from dat.metrics import (accuracy, auroc, expected_calibration_error, feature_statistics, fid_from_features,
+                         frechet_distance, inception_score)
+
+
+def test_ece_hand_computed_example():
+    # confidences .9 .6 .7 .8, correct 1 0 1 1; 5 bins of width .2:
+    # (.4,.6]: |0 - .6| * 1/4 = .15; (.6,.8]: |1 - .75| * 2/4 = .125; (.8,1]: |1 - .9| * 1/4 = .025 -> .3
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8]])
+    out = expected_calibration_error(probs, np.array([0, 1, 0, 1]), n_bins=5)
+    assert out["ece"] == pytest.approx(0.3, abs=1e-12)
+    assert out["bins"]["count"] == [0, 0, 1, 2, 1]
+    assert out["bins"]["accuracy"][2:] == [0.0, 1.0, 1.0]
+    assert out["bins"]["confidence"][3] == pytest.approx(0.75)
+    assert np.isnan(out["bins"]["accuracy"][0])
+
+
+def test_ece_zero_when_calibrated_and_rejects_bad_shapes():
+    # every confidence 0.5 and exactly half correct: perfectly calibrated
+    probs = np.tile([0.5, 0.5], (4, 1))
+    assert expected_calibration_error(probs, np.array([0, 0, 1, 1]), n_bins=10)["ece"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="probs must be"):
+        expected_calibration_error(probs, np.array([0, 1]))
+
+
+def test_auroc_matches_scikit_learn_and_orientation():
+    rng = np.random.default_rng(0)
+    s_in, s_out = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 1.5, 200)
+    labels = np.r_[np.ones(300), np.zeros(200)]
+    assert auroc(s_in, s_out) == pytest.approx(roc_auc_score(labels, np.r_[s_in, s_out]), abs=1e-12)
+    assert auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0  # in-distribution scores higher -> 1
+    assert auroc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 0.0
+
+
+def test_frechet_distance_against_closed_form():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(6, 6))
+    s1, s2 = a @ a.T + np.eye(6), np.diag(rng.uniform(0.5, 2.0, 6))
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_of_a_sample_against_its_own_statistics_is_zero_and_grows_with_shift():
+    feats = np.random.default_rng(2).normal(size=(500, 8))
+    mu, sigma = feature_statistics(feats)
+    assert sigma.shape == (8, 8) and np.allclose(sigma, np.cov(feats.T))
+    assert fid_from_features(feats, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+    assert fid_from_features(feats + 1.0, mu, sigma) == pytest.approx(8.0, rel=1e-6)  # |shift|^2 = 8 * 1^2
+
+
+def test_inception_score_bounds():
+    k = 10
+    confident = np.eye(k)[np.arange(1000) % k] * 50.0  # one-hot predictions, uniform marginal: IS = K
+    assert inception_score(confident, splits=10)[0] == pytest.approx(k, rel=1e-6)
+    assert inception_score(np.zeros((100, k)), splits=5)[0] == pytest.approx(1.0)  # uniform predictions: IS = 1
+    with pytest.raises(ValueError, match="at least 10"):
+        inception_score(np.zeros((5, k)))
+
+
+def test_accuracy():
+    assert accuracy(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]]), np.array([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("n", [3, 5, 40])
+def test_fid_few_samples_path_matches_the_matrix_square_root(n):
+    # N <= D takes the exact (N, N) eigenvalue route; compare with scipy's sqrtm on the full (D, D) product
+    rng = np.random.default_rng(n)
+    d = 24 if n < 24 else 64
+    ref = rng.normal(size=(300, d)) @ rng.normal(size=(d, d)) / 4
+    mu_ref, sigma_ref = feature_statistics(ref)
+    feats = rng.normal(0.3, 1.2, size=(n, d))
+    mu, sigma = feature_statistics(feats)
+    trace_sqrt = np.trace(scipy.linalg.sqrtm(sigma @ sigma_ref)).real
+    expected = np.sum((mu - mu_ref) ** 2) + np.trace(sigma) + np.trace(sigma_ref) - 2 * trace_sqrt
+    assert fid_from_features(feats, mu_ref, sigma_ref) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="N >= 2"):
+        fid_from_features(feats[:1], mu_ref, sigma_ref)
