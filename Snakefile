@@ -17,7 +17,11 @@ shell.prefix(
 ENV = "../../environment.yml"
 
 
-configfile: "config.yaml"
+# The paper's settings, unless --configfile names other files: those then replace config.yaml (not merge into it),
+# in this process and in every job Snakemake spawns or submits (Snakemake passes them on as --configfiles).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="fid_ref.npz to write")
     p.add_argument("--meta-out", type=Path, required=True, help="fid_ref.json to write")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=None, help="Inception batch (default: 10 on CPU, 200 on GPU)")
     return p.parse_args(argv)
 
 

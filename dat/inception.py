@@ -62,12 +62,18 @@ class FeatureExtractor:
         return torch.from_numpy(resized).permute(0, 3, 1, 2).contiguous()
 
     @torch.inference_mode()
-    def __call__(self, images: np.ndarray, batch_size: int = 50) -> dict:
-        """Features of ``images``: dict with ``features`` float64 (N, 2048) and ``logits`` None."""
+    def __call__(self, images: np.ndarray, batch_size: int | None = None) -> dict:
+        """Features of ``images``: dict with ``features`` float64 (N, 2048) and ``logits`` None.
+
+        ``batch_size`` None takes 10 on a CPU and 200 on a GPU. On this project's 2-core CPU, batches of 10 in
+        channels_last layout run at 7.2 images/s on one thread and 8.3 on two, against 5.6 for batches of 50 in the
+        default layout (benchmarks/inception_speed.py); the features agree to 1e-5.
+        """
+        batch_size = batch_size or (10 if self.device == "cpu" else 200)
         out = []
         for start in tqdm(range(0, len(images), batch_size), disable=None, desc="inception", leave=False):
             x = self.preprocess(images[start:start + batch_size]).to(self.device)
-            x = x / 128.0 - 1.0 if self.scale == "shipped" else x
+            x = (x / 128.0 - 1.0 if self.scale == "shipped" else x).contiguous(memory_format=torch.channels_last)
             out.append(self.network(x).reshape(len(x), -1).double().cpu().numpy())
         features = np.concatenate(out) if out else np.zeros((0, 2048))
         return {"features": features, "logits": None}

@@ -69,7 +69,7 @@ def _with(config: dict, path: Path) -> Path:
 def test_config_errors_fail_at_parse_time_naming_the_key(tmp_path, mutate, message):
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
     mutate(config)
-    proc = snakemake("-n", "--configfile", str(_with(config, tmp_path / "bad.yaml")), "--replace-workflow-config",
+    proc = snakemake("-n", "--configfile", str(_with(config, tmp_path / "bad.yaml")),
                      "--directory", str(tmp_path), "--cores", "1", "all", check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
@@ -89,7 +89,7 @@ def test_lint_and_format():
 def test_micro_pipeline_end_to_end(tmp_path):
     """The real rules on real images: every output of `all` is produced, and a rerun is a no-op."""
     config = str(REPO / "tests/config/micro.yaml")
-    snakemake("--configfile", config, "--replace-workflow-config", "--directory", str(tmp_path), "--cores", "2", "all")
+    snakemake("--configfile", config, "--directory", str(tmp_path), "--cores", "2", "all")
     res = tmp_path / "results"
     table = (res / "tables/table1.tex").read_text()
     assert "\\toprule" in table and "Standard AT" in table and "DAT" in table
@@ -115,7 +115,7 @@ def test_micro_pipeline_end_to_end(tmp_path):
             assert torch.equal(dat["model"][key], value), key
     assert json.loads((res / "fmnist_dat/run.json").read_text())["train"]["freeze_batchnorm"] is True
     assert any((res / "figures").glob("*.png"))
-    again = snakemake("-n", "--configfile", config, "--replace-workflow-config", "--directory", str(tmp_path),
+    again = snakemake("-n", "--configfile", config, "--directory", str(tmp_path),
                       "--cores", "2", "all")
     assert "Nothing to be done" in again.stdout + again.stderr
 
