@@ -88,7 +88,11 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class BCEConfig:
-    """The generative branch of stage 2 (paper Eq. 9 and Algorithm 1) and its curriculum on T."""
+    """The generative branch of stage 2 (paper Eq. 9 and Algorithm 1) and its curriculum on T.
+
+    ``init`` picks the chain starts x0 of the contrastive samples: ``noise`` (uniform pixels, the default) or
+    ``ood`` (images of the auxiliary set ``ood_set``, ``ood_images`` of them, with the BCE-branch augmentation).
+    """
 
     weight: float = 1.0
     batch_size: int | None = None
@@ -99,7 +103,15 @@ class BCEConfig:
     auc_threshold: float = 0.8
     window_images: int = 1000
     init: str = "noise"
+    ood_set: str | None = None
+    ood_images: int = 10000
     conditional: bool = True
+
+    def __post_init__(self) -> None:
+        if self.init not in ("noise", "ood"):
+            raise ValueError(f"bce.init: {self.init!r} is not a chain start (noise, ood)")
+        if self.init == "ood" and not self.ood_set:
+            raise ValueError("bce.init: 'ood' needs bce.ood_set (mnist5k, digits, photos, noise or npz:<path>)")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 ``splits`` reads (or, with ``download: true``, downloads) the dataset, keeps a class-balanced subset of
 ``n_train`` training images when set, checks shapes and labels against the config, and writes ``train.npz`` and
-``test.npz`` (``x`` uint8 (N, H, W, C), ``y`` int64). ``ood`` writes one OOD evaluation set, converted to the
-dataset's size and channels.
+``test.npz`` (``x`` uint8 (N, H, W, C), ``y`` int64). ``ood`` writes one OOD set (an evaluation set, or the
+auxiliary chain starts of stage 2 with ``--n``/``--seed``), converted to the dataset's size and channels.
 
 Examples::
 
@@ -45,7 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.add_argument("--out-dir", type=Path, required=True)
     b = sub.add_parser("ood", help="one OOD evaluation set")
     b.add_argument("--config", type=Path, required=True, help="dataset.json")
-    b.add_argument("--name", required=True, help="OOD set name (mnist5k, digits, photos, noise)")
+    b.add_argument("--name", required=True, help="OOD set name (mnist5k, digits, photos, noise, npz:<path>)")
+    b.add_argument("--n", type=int, default=None, help="images to keep (default: the dataset's n_ood)")
+    b.add_argument("--seed", type=int, default=None, help="selection/crop seed (default: the dataset's subset_seed)")
     b.add_argument("--out", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -56,7 +58,9 @@ def main(argv=None) -> int:
     ds = read_json(args.config)
     t0 = time.time()
     if args.mode == "ood":
-        x = load_ood(args.name, ds.get("n_ood", 1024), ds["channels"], ds["image_size"], seed=ds.get("subset_seed", 0))
+        n = args.n if args.n is not None else ds.get("n_ood", 1024)
+        seed = args.seed if args.seed is not None else ds.get("subset_seed", 0)
+        x = load_ood(args.name, n, ds["channels"], ds["image_size"], seed=seed)
         save_npz(args.out, x=x)
         log.info("OOD set %s: %d images %s -> %s", args.name, len(x), x.shape[1:], args.out)
         return 0

@@ -3,7 +3,8 @@
 Stage 1 (``train.bce`` absent): L = CE(f(x_adv), y) (paper Eq. 10-11), BatchNorm in train mode, the attack run
 with the model in eval mode. Stage 2 (``train.bce`` set): L = L_AT-CE + L_BCE (Eq. 9, 12; Algorithm 1) with
 every BatchNorm in eval mode (``freeze_batchnorm``), three batches per step (strongly augmented (x, y) for
-AT-CE, mildly augmented real x_hat for BCE, chain starts x0), class-conditional contrastive samples with
+AT-CE, mildly augmented real x_hat for BCE, chain starts x0: uniform noise or, with ``bce.init: ood``, mildly
+augmented images of an auxiliary OOD set), class-conditional contrastive samples with
 y' = labels of the BCE batch, and the curriculum on T (``dat.curriculum``).
 
 The loop checkpoints ``ckpt/last.pt`` atomically every ``ckpt_every_steps`` steps and on SIGTERM/SIGINT, and a
@@ -123,7 +124,8 @@ def _set_rng_state(state: dict) -> None:
 class Trainer:
     """Owns the model, optimiser, EMA, data streams and curriculum of one training run."""
 
-    def __init__(self, run: dict, data_dir: Path, init_path: Path | None, init_sha256: str | None = None):
+    def __init__(self, run: dict, data_dir: Path, init_path: Path | None, init_sha256: str | None = None,
+                 aux_ood: Path | None = None):
         self.run = run
         self.cfg = TrainConfig.from_dict(run["train"])
         ds = run["dataset"]
@@ -137,6 +139,14 @@ class Trainer:
         make = lambda names: data_lib.build_transform(list(names), ds["image_size"], aug.crop_padding, aug.cutout_size)  # noqa: E731
         self.at_stream = data_lib.ArrayDataset(x_train, y_train, make(aug.at))
         self.bce_stream = data_lib.ArrayDataset(x_train, y_train, make(aug.bce)) if self.cfg.bce else None
+        self.ood_stream = None  # auxiliary OOD chain starts (bce.init = ood), with the BCE-branch augmentation
+        if self.cfg.bce and self.cfg.bce.init == "ood":
+            if aux_ood is None:
+                raise ValueError("train.bce.init is 'ood' but no --aux-ood file was given (the prepare_aux_ood rule)")
+            x_ood = _load_npz(aux_ood, labels=False)[0]
+            if x_ood.shape[1:] != x_train.shape[1:]:
+                raise ValueError(f"{aux_ood}: images {x_ood.shape[1:]} differ from the training images {x_train.shape[1:]}")
+            self.ood_stream = data_lib.ArrayDataset(x_ood, np.zeros(len(x_ood), np.int64), make(aug.bce))
         self.model_kwargs = dict(
             arch=run["model"]["arch"], num_classes=self.num_classes, in_channels=ds["channels"], mean=ds["mean"], std=ds["std"],
             **run["model"].get("kwargs", {}),
@@ -198,13 +208,20 @@ class Trainer:
 
     # -- one update ------------------------------------------------------------------------------------
     def chain_starts(self, n: int) -> torch.Tensor:
+        """(n, C, H, W) uniform-noise chain starts (bce.init = noise); OOD starts come from ``ood_stream``."""
         init = self.cfg.bce.init
         if init == "noise":
             return uniform_noise(n, self.image_shape, self.generator)
-        raise ValueError(f"train.bce.init: unknown chain start {init!r} (supported here: 'noise')")
+        raise ValueError(f"train.bce.init is {init!r}: pass the chain starts (a batch of ood_stream) to train_step")
 
-    def train_step(self, batch: tuple, bce_batch: tuple | None) -> dict:
-        """forward -> loss dict -> backward -> optimiser step -> EMA; returns plain floats."""
+    def train_step(self, batch: tuple, bce_batch: tuple | None, x_init: torch.Tensor | None = None) -> dict:
+        """forward -> loss dict -> backward -> optimiser step -> EMA; returns plain floats.
+
+        Args:
+            batch: (x, y) of the AT-CE branch, x (B, C, H, W) float32 in [0, 1] (strong augmentation).
+            bce_batch: (x_hat, y') of the BCE branch (mild augmentation), or None in stage 1.
+            x_init: (B', C, H, W) chain starts from the auxiliary OOD set, or None for uniform noise.
+        """
         cfg, model = self.cfg, self.model
         x, y = batch
         for group in self.optimizer.param_groups:
@@ -221,7 +238,7 @@ class Trainer:
         else:
             x_hat, y_prime = bce_batch  # y' ~ p_data(y): the labels of the BCE batch
             b = cfg.bce
-            x0 = self.chain_starts(len(x_hat))
+            x0 = x_init if x_init is not None else self.chain_starts(len(x_hat))
             target = y_prime if b.conditional else None
             x_T, _ = normalized_gradient_ascent(model, x0, target, step_size=b.step_size, steps=self.curriculum.steps)
             set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
@@ -250,11 +267,11 @@ class Trainer:
         return out
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _load_npz(path: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     if not path.exists():
         raise FileNotFoundError(f"training data not found: {path} (run the prepare_data rule first)")
     with np.load(path) as f:
-        return f["x"], f["y"]
+        return f["x"], (f["y"] if labels else None)
 
 
 def _append_log(path: Path, row: dict, fresh: bool) -> None:
@@ -285,6 +302,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, required=True, help="folder with train.npz of the run's dataset")
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (stage 1 model for stage 2)")
     p.add_argument("--init-sha256", default=None, help="expected sha256 of --init (for published checkpoints)")
+    p.add_argument("--aux-ood", type=Path, default=None, help="auxiliary OOD chain starts (npz, key x) for bce.init ood")
     p.add_argument("--model-out", type=Path, required=True, help="final checkpoint (model.pt)")
     p.add_argument("--log-csv", type=Path, required=True, help="training log, one row per logging step")
     p.add_argument("--ckpt-dir", type=Path, required=True, help="folder of the resumable last.pt")
@@ -298,7 +316,7 @@ def main(argv=None) -> int:
     setup_logging()
     set_threads(args.threads)
     run = read_json(args.config)
-    trainer = Trainer(run, args.data_dir, args.init, args.init_sha256)
+    trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood)
     cfg = trainer.cfg
     last = args.ckpt_dir / "last.pt"
     if last.exists():
@@ -324,10 +342,15 @@ def main(argv=None) -> int:
     if cfg.bce:
         bce_batches = data_lib.infinite_batches(trainer.bce_stream, cfg.bce.batch_size or cfg.batch_size, seed + 1,
                                                 start_batch=trainer.step)
+    ood_batches = None
+    if trainer.ood_stream is not None:
+        ood_batches = data_lib.infinite_batches(trainer.ood_stream, cfg.bce.batch_size or cfg.batch_size, seed + 2,
+                                                start_batch=trainer.step)
     t0, window_t, window_images = time.time(), time.time(), 0
     while trainer.step < trainer.total_steps:
         try:
-            row = trainer.train_step(next(at_batches), next(bce_batches) if bce_batches else None)
+            row = trainer.train_step(next(at_batches), next(bce_batches) if bce_batches else None,
+                                     next(ood_batches)[0] if ood_batches else None)
         except FloatingPointError as err:
             log.error("%s; the last good state is %s", err, last)
             return EXIT_NONFINITE

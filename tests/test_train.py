@@ -137,3 +137,60 @@ def test_config_errors_name_the_key(workdir):
     with pytest.raises(FileNotFoundError, match="nowhere/train.npz"):
         train.main(["--config", str(workdir / "good.json"), "--data-dir", str(workdir / "nowhere"), "--model-out",
                     str(workdir / "m.pt"), "--log-csv", str(workdir / "l.csv"), "--ckpt-dir", str(workdir / "c")])
+
+
+def _ood_config(steps: int) -> dict:
+    cfg = _run_config(2, steps)
+    cfg["train"]["bce"].update(init="ood", ood_set="mnist5k", ood_images=64)
+    return cfg
+
+
+def test_stage2_from_auxiliary_ood_starts_resumes_exactly(workdir):
+    """bce.init ood: chain starts are real MNIST digits (dat.prepare ood); the OOD stream resumes at its position."""
+    from dat import prepare
+
+    write_json(_run_config(2, 1)["dataset"] | {"n_ood": 64, "subset_seed": 0}, workdir / "dataset.json")
+    aux = workdir / "aux_ood.npz"
+    assert prepare.main(["ood", "--config", str(workdir / "dataset.json"), "--name", "mnist5k", "--n", "64",
+                         "--out", str(aux)]) == 0
+    with np.load(aux) as f:
+        assert f["x"].shape == (64, 28, 28, 1) and f["x"].dtype == np.uint8
+    write_json(_ood_config(4), workdir / "ood.json")
+
+    def run(name, *extra):
+        return train.main(["--config", str(workdir / "ood.json"), "--data-dir", str(workdir / "data"), "--aux-ood", str(aux),
+                           "--model-out", str(workdir / f"{name}/model.pt"), "--log-csv", str(workdir / f"{name}/log.csv"),
+                           "--ckpt-dir", str(workdir / f"{name}/ckpt"), "--threads", "1", *extra])
+
+    assert run("full") == 0
+    assert run("part", "--stop-after", "2") == train.EXIT_INTERRUPTED
+    assert run("part") == 0
+    a = torch.load(workdir / "full/model.pt", weights_only=True)["model"]
+    b = torch.load(workdir / "part/model.pt", weights_only=True)["model"]
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5), key
+    with pytest.raises(ValueError, match="--aux-ood"):
+        train.Trainer(_ood_config(4), workdir / "data", None)
+
+
+def test_ood_chain_starts_feed_the_sampler(workdir, monkeypatch):
+    """With T = 0 the contrastive samples are the chain starts themselves: the given OOD batch, not noise."""
+    cfg = _run_config(2, 1)
+    cfg["train"]["bce"].update(initial_steps=0, max_steps=0)
+    trainer = train.Trainer(cfg, workdir / "data", None)
+    x, y = _real_images(16)
+    batch = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(y))
+    bce = (batch[0][:8], batch[1][:8])
+    seen = {}
+    real_ascent = train.normalized_gradient_ascent
+
+    def spy(model, x_init, y, **kw):
+        seen["x_init"] = x_init.clone()
+        return real_ascent(model, x_init, y, **kw)
+
+    monkeypatch.setattr(train, "normalized_gradient_ascent", spy)
+    x_ood = torch.zeros(8, 1, 28, 28)
+    trainer.train_step(batch, bce, x_ood)
+    assert torch.equal(seen["x_init"], x_ood)
+    trainer.train_step(batch, bce)  # noise starts: uniform in [0, 1), not the OOD batch
+    assert seen["x_init"].std() > 0.2 and 0 <= seen["x_init"].min() and seen["x_init"].max() < 1

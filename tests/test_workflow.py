@@ -44,6 +44,16 @@ def test_smoke_profile_dry_run_plans_the_whole_pipeline(tmp_path):
     assert "fmnist_dat" in out.stdout and "fmnist_at" in out.stdout
 
 
+@needs_fmnist
+def test_auxiliary_ood_starts_plan_their_own_rule(tmp_path):
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config["methods"]["dat"]["bce"].update(init="ood", ood_set="mnist5k", ood_images=5000)
+    out = snakemake("-n", "-p", "--configfile", str(_with(config, tmp_path / "ood.yaml")), "--directory", str(tmp_path),
+                    "--cores", "1", "results/fmnist_dat/model.pt")
+    assert "prepare_aux_ood" in planned_rules(out.stdout)
+    assert "--name mnist5k --n 5000" in out.stdout and "--aux-ood results/fmnist_dat/aux_ood.npz" in out.stdout
+
+
 def test_paper_config_dry_run_plans_cifar10_table1(tmp_path):
     out = snakemake("-n", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path), "--cores", "1",
                     "results/tables/table1.tex")
@@ -64,6 +74,8 @@ def _with(config: dict, path: Path) -> Path:
         (lambda c: c["runs"]["fmnist_dat"].update(init_from="nope"), "runs.fmnist_dat.init_from"),
         (lambda c: c["datasets"]["fmnist"].update(root="/nonexistent/fmnist"), "/nonexistent/fmnist/train-images-idx3-ubyte.gz"),
         (lambda c: c["runs"]["fmnist_at"].update(train_overrides={"bce": {"max_stepz": 3}}), "max_stepz"),
+        (lambda c: c["methods"]["dat"]["bce"].update(init="ood"), "bce.ood_set"),
+        (lambda c: c["methods"]["dat"]["bce"].update(init="ood", ood_set="npz:/nonexistent/aux.npz"), "/nonexistent/aux.npz"),
     ],
 )
 def test_config_errors_fail_at_parse_time_naming_the_key(tmp_path, mutate, message):

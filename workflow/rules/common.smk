@@ -1,5 +1,7 @@
 # Config validation, cross-reference checks, wildcard constraints and input/param/resource helpers.
 import json
+import os
+import shlex
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -75,6 +77,11 @@ for _run in config["runs"]:
         )
     except ValueError as err:
         raise WorkflowError(f"config: {err}") from err
+    _ood_set = (_method_block(_run).get("bce") or {}).get("ood_set") or ""
+    if _ood_set.startswith("npz:") and not os.path.exists(_ood_set[4:]):
+        raise WorkflowError(
+            f"config: runs.{_run}: the auxiliary OOD file {_ood_set[4:]} (bce.ood_set) does not exist"
+        )
 
 RUNS = list(config["runs"])
 DATASETS = list(config["datasets"])
@@ -128,6 +135,28 @@ def init_args(wildcards, input):
     if isinstance(init, str):
         return f"--init {input.init}"
     return f"--init {input.init} --init-sha256 {init['sha256']}"
+
+
+def bce_block(run):
+    """The run's stage-2 BCE block ({} for a stage-1 method)."""
+    return _method_block(run).get("bce") or {}
+
+
+def aux_ood_input(wildcards):
+    """The auxiliary OOD chain starts of a stage-2 run with bce.init ood (nothing otherwise)."""
+    if bce_block(wildcards.run).get("init") == "ood":
+        return f"results/{wildcards.run}/aux_ood.npz"
+    return []
+
+
+def aux_ood_args(wildcards, input):
+    return f"--aux-ood {input.aux_ood}" if input.aux_ood else ""
+
+
+def aux_ood_user_file(wildcards):
+    """The user's npz behind bce.ood_set npz:<path>, so a missing file fails the DAG, naming it."""
+    name = bce_block(wildcards.run).get("ood_set") or ""
+    return name[4:] if name.startswith("npz:") else []
 
 
 def data_file(name):

@@ -24,6 +24,7 @@ rule train_model:
         cfg="results/{run}/run.json",
         train=data_file("train.npz"),
         init=init_input,
+        aux_ood=aux_ood_input,
     output:
         model="results/{run}/model.pt",
     log:
@@ -39,8 +40,31 @@ rule train_model:
         gpu=1,
     params:
         init=init_args,
+        aux_ood=aux_ood_args,
         data_dir=lambda wildcards: f"results/data/{dataset_of(wildcards.run)}",
     shell:
         "python -m dat.train --config {input.cfg} --data-dir {params.data_dir} {params.init}"
-        " --model-out {output.model} --log-csv results/{wildcards.run}/train_log.csv"
+        " {params.aux_ood} --model-out {output.model} --log-csv results/{wildcards.run}/train_log.csv"
         " --ckpt-dir results/{wildcards.run}/ckpt --threads {threads} > {log} 2>&1"
+
+
+rule prepare_aux_ood:
+    input:
+        cfg=lambda wildcards: f"results/data/{dataset_of(wildcards.run)}/dataset.json",
+        user_file=aux_ood_user_file,
+    output:
+        aux_ood="results/{run}/aux_ood.npz",
+    log:
+        "logs/prepare_aux_ood/{run}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(60),
+    params:
+        name=lambda wildcards: shlex.quote(bce_block(wildcards.run)["ood_set"]),
+        n=lambda wildcards: bce_block(wildcards.run).get("ood_images", 10000),
+        seed=lambda wildcards: config["runs"][wildcards.run]["seed"],
+    shell:
+        "python -m dat.prepare ood --config {input.cfg} --name {params.name} --n {params.n} --seed {params.seed}"
+        " --out {output.aux_ood} > {log} 2>&1"
