@@ -21,7 +21,7 @@ import torch
 
 from dat.checkpoint import load_model
 from dat.data import to_tensor
-from dat.io import provenance, read_json, set_threads, setup_logging, write_json
+from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import expected_calibration_error
 
 
@@ -32,6 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, required=True, help="test.npz")
     p.add_argument("--out", type=Path, required=True, help="calibration.json to write")
     p.add_argument("--threads", type=int, default=None)
+    add_device_argument(p)
     return p.parse_args(argv)
 
 
@@ -41,14 +42,15 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     run = read_json(args.config)
     ev = run["evaluate"]
-    model, _ = load_model(args.model, ev["weights"])
+    device = resolve_device(args.device)
+    model, _ = load_model(args.model, ev["weights"], device)
     t0 = time.time()
     with np.load(args.data) as f:
         n = min(ev["n_clean"] or len(f["y"]), len(f["y"]))
         x, y = to_tensor(f["x"][:n]), f["y"][:n]
     bs = ev["batch_size"]
     with torch.no_grad():
-        probs = torch.cat([torch.softmax(model(x[i:i + bs]), 1) for i in range(0, n, bs)]).numpy()
+        probs = torch.cat([torch.softmax(model(x[i:i + bs].to(device)), 1).cpu() for i in range(0, n, bs)]).numpy()
     result = expected_calibration_error(probs, y, n_bins=ev["ece"]["n_bins"])
     write_json({"run": run["run"], "dataset": run["dataset"]["name"], "ece": result["ece"], "n_bins": ev["ece"]["n_bins"],
                 "n_examples": int(n), "acc_clean": float((probs.argmax(1) == y).mean()), "bins": result["bins"],

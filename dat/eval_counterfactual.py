@@ -29,7 +29,7 @@ from dat.attacks import target_logit_attack
 from dat.checkpoint import load_model
 from dat.data import to_tensor, to_uint8
 from dat.inception import load_feature_extractor
-from dat.io import provenance, read_json, set_threads, setup_logging, write_json
+from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import feature_statistics, fid_from_features
 
 log = logging.getLogger("dat.eval_counterfactual")
@@ -43,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz with per-image features and labels")
     p.add_argument("--out", type=Path, required=True, help="counterfactual.json to write")
     p.add_argument("--threads", type=int, default=None)
+    add_device_argument(p)
     return p.parse_args(argv)
 
 
@@ -54,8 +55,9 @@ def main(argv=None) -> int:
     ds, ev = run["dataset"], run["evaluate"]
     c = ev["counterfactual"]
     K = ds["num_classes"]
-    model, _ = load_model(args.model, ev["weights"])
-    extractor = load_feature_extractor(ev["fid"]["extractor"])
+    device = resolve_device(args.device)
+    model, _ = load_model(args.model, ev["weights"], device)
+    extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
     t0 = time.time()
     rng = np.random.default_rng(c["seed"])
     with np.load(args.data) as f:
@@ -70,11 +72,12 @@ def main(argv=None) -> int:
     fids, per_class, confidences = [], [], []
     for eps in radii:
         x_cf = torch.cat([
-            target_logit_attack(model, x[i:i + bs], target[i:i + bs], eps=eps, step_size=c["step_size_factor"] * eps / c["steps"],
-                                steps=c["steps"]) for i in range(0, len(x), bs)
+            target_logit_attack(model, x[i:i + bs].to(device), target[i:i + bs].to(device),
+                                eps=eps, step_size=c["step_size_factor"] * eps / c["steps"], steps=c["steps"]).cpu()
+            for i in range(0, len(x), bs)
         ])
         with torch.no_grad():
-            probs = torch.cat([torch.softmax(model(x_cf[i:i + bs]), 1) for i in range(0, len(x_cf), bs)])
+            probs = torch.cat([torch.softmax(model(x_cf[i:i + bs].to(device)), 1).cpu() for i in range(0, len(x_cf), bs)])
         confidences.append(float(probs.gather(1, target.view(-1, 1)).mean()))
         feats = extractor(to_uint8(x_cf))["features"]
         class_fids = []

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dat.inception import load_feature_extractor
-from dat.io import provenance, read_json, set_threads, setup_logging, write_json
+from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import fid_from_features, inception_score
 
 log = logging.getLogger("dat.eval_fid")
@@ -53,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         q.add_argument("--ref", type=Path, required=True, help="fid_ref.npz")
         q.add_argument("--out", type=Path, required=True, help="JSON to write")
         q.add_argument("--threads", type=int, default=None)
+        add_device_argument(q)
     return p.parse_args(argv)
 
 
@@ -66,14 +67,14 @@ def main(argv=None) -> int:
         with np.load(args.data) as f:
             x = f["x"]
         idx = np.random.default_rng(args.seed).permutation(len(x))[: args.n]
-        extractor = load_feature_extractor(args.extractor)
+        extractor = load_feature_extractor(args.extractor, str(resolve_device(args.device)))
         fid = fid_from_features(extractor(x[idx])["features"], mu_ref, sigma_ref)
         write_json({"fid_floor": float(fid), "n_real": int(len(idx)), "n_ref": n_ref, "extractor": extractor.name,
                     "data": str(args.data), "seed": args.seed, "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
         log.info("FID floor %.2f (%d real test images vs %d reference)", fid, len(idx), n_ref)
         return 0
     run = read_json(args.config)
-    extractor = load_feature_extractor(run["evaluate"]["fid"]["extractor"])
+    extractor = load_feature_extractor(run["evaluate"]["fid"]["extractor"], str(resolve_device(args.device)))
     with np.load(args.samples) as f:
         x, steps = f["x"], int(f["steps"])
     out = extractor(x)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from dat.attacks import pgd_maximize
 from dat.checkpoint import load_model
 from dat.data import to_tensor
-from dat.io import provenance, read_json, set_threads, setup_logging, write_json
+from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import auroc
 from dat.models import energy
 
@@ -55,16 +55,20 @@ SCORES = {"energy": score_energy, "max_softmax": score_max_softmax}
 
 
 def scores(model, x: torch.Tensor, name: str, batch_size: int) -> np.ndarray:
+    """Score ``name`` of images x (N, C, H, W) in [0, 1], in batches on the model's device: (N,) float32."""
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return torch.cat([SCORES[name](model(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]).numpy()
+        return torch.cat([SCORES[name](model(x[i:i + batch_size].to(device))).cpu()
+                          for i in range(0, len(x), batch_size)]).numpy()
 
 
 def adversarial_scores(model, x, name, *, eps, step_size, steps, batch_size) -> np.ndarray:
     """Scores after L2 PGD that raises the (attack form of the) score in the eps-ball around each image."""
     objective = _attack_objective(name)
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(x), batch_size):
-        x_adv = pgd_maximize(lambda z: objective(model(z)), x[i:i + batch_size], eps=eps, step_size=step_size, steps=steps,
+        x_adv = pgd_maximize(lambda z: objective(model(z)), x[i:i + batch_size].to(device), eps=eps, step_size=step_size, steps=steps,
                              norm="L2")
         out.append(scores(model, x_adv, name, batch_size))
     return np.concatenate(out)
@@ -78,6 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ood", type=Path, nargs="+", required=True, help="ood_{name}.npz files")
     p.add_argument("--out", type=Path, required=True, help="ood.json to write")
     p.add_argument("--threads", type=int, default=None)
+    add_device_argument(p)
     return p.parse_args(argv)
 
 
@@ -89,7 +94,7 @@ def main(argv=None) -> int:
     ds, ev = run["dataset"], run["evaluate"]
     o = ev["ood"]
     eps_o = float(ds["ood_eps"])
-    model, _ = load_model(args.model, ev["weights"])
+    model, _ = load_model(args.model, ev["weights"], resolve_device(args.device))
     bs = ev["batch_size"]
     t0 = time.time()
     with np.load(args.data) as f:

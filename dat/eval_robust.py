@@ -29,24 +29,26 @@ from dat.attacks import pgd_attack
 from dat.checkpoint import load_model
 from dat.config import threat_model
 from dat.data import to_tensor
-from dat.io import provenance, read_json, set_threads, setup_logging, write_json
+from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 
 log = logging.getLogger("dat.eval_robust")
 
 
 def predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Argmax predictions (N,) int64 for images (N, C, H, W) in [0, 1], in batches, without gradients."""
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
 
 
 def pgd_accuracy(model, x, y, *, eps, step_size, steps, norm, batch_size) -> tuple[float, float]:
     """Robust accuracy under untargeted CE PGD (zero start); returns (accuracy, max perturbation norm)."""
     correct, max_pert = 0, 0.0
+    device = next(model.parameters()).device
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         x_adv = pgd_attack(model, xb, yb, eps=eps, step_size=step_size, steps=steps, norm=norm)
-        correct += int((predict(model, x_adv, batch_size) == yb).sum())
+        correct += int((predict(model, x_adv, batch_size) == yb.cpu()).sum())
         delta = (x_adv - xb).flatten(1)
         max_pert = max(max_pert, float(delta.norm(dim=1).max() if norm == "L2" else delta.abs().max()))
     return correct / len(x), max_pert
@@ -72,8 +74,10 @@ def autoattack_accuracy(model, x, y, *, eps, norm, version, batch_size, seed) ->
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            adversary = AutoAttack(model, norm=norm, eps=eps, version=version, device="cpu", seed=seed)
+            device = next(model.parameters()).device
+            adversary = AutoAttack(model, norm=norm, eps=eps, version=version, device=device, seed=seed)
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+            x_adv = x_adv.cpu()
     finally:
         aa_logger.removeHandler(handler)
     acc_clean = float((predict(model, x, batch_size) == y).float().mean())
@@ -94,6 +98,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, required=True, help="test.npz")
     p.add_argument("--out", type=Path, required=True, help="robust.json to write")
     p.add_argument("--threads", type=int, default=None)
+    add_device_argument(p)
     return p.parse_args(argv)
 
 
@@ -104,7 +109,7 @@ def main(argv=None) -> int:
     run = read_json(args.config)
     ev = run["evaluate"]
     norm, eps = threat_model(run["dataset"])
-    model, _ = load_model(args.model, ev["weights"])
+    model, _ = load_model(args.model, ev["weights"], resolve_device(args.device))
     with np.load(args.data) as f:
         x_all, y_all = to_tensor(f["x"]), torch.from_numpy(f["y"]).long()
     bs = ev["batch_size"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dat.inception import load_feature_extractor
-from dat.io import provenance, save_npz, set_threads, setup_logging, write_json
+from dat.io import add_device_argument, provenance, resolve_device, save_npz, set_threads, setup_logging, write_json
 from dat.metrics import feature_statistics
 
 log = logging.getLogger("dat.fid_ref")
@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="fid_ref.npz to write")
     p.add_argument("--meta-out", type=Path, required=True, help="fid_ref.json to write")
     p.add_argument("--threads", type=int, default=None)
+    add_device_argument(p)
     p.add_argument("--batch-size", type=int, default=None, help="Inception batch (default: 10 on CPU, 200 on GPU)")
     return p.parse_args(argv)
 
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     with np.load(args.data) as f:
         x, y = f["x"], f["y"]
     idx = balanced_subset(y, args.n_ref, args.seed)
-    extractor = load_feature_extractor(args.extractor)
+    extractor = load_feature_extractor(args.extractor, str(resolve_device(args.device)))
     log.info("computing features of %d training images with %s", len(idx), extractor.name)
     features = extractor(x[idx], batch_size=args.batch_size)["features"]
     mu, sigma = feature_statistics(features)

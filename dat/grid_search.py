@@ -23,7 +23,7 @@ import numpy as np
 
 from dat.checkpoint import load_model
 from dat.inception import load_feature_extractor
-from dat.io import provenance, read_json, set_threads, setup_logging, write_json
+from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import fid_from_features
 from dat.sample import generate
 
@@ -37,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz of the training set (mu, sigma)")
     p.add_argument("--out", type=Path, required=True, help="grid.json to write")
     p.add_argument("--threads", type=int, default=None)
+    add_device_argument(p)
     return p.parse_args(argv)
 
 
@@ -48,15 +49,16 @@ def main(argv=None) -> int:
     ds, s, ev = run["dataset"], run["sampling"], run["evaluate"]
     grid = sorted(int(t) for t in s["steps_grid"])
     step_size = float(ds["sampling_step_size"])
-    model, _ = load_model(args.model, ev["weights"])
-    extractor = load_feature_extractor(ev["fid"]["extractor"])
+    device = resolve_device(args.device)
+    model, _ = load_model(args.model, ev["weights"], device)
+    extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
     with np.load(args.ref) as ref:
         mu_ref, sigma_ref, n_ref = ref["mu"], ref["sigma"], len(ref["labels"])
     t0 = time.time()
     out = generate(
         model, n=s["n_grid"], num_classes=ds["num_classes"], image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
         step_size=step_size, steps=grid[-1], seed=s["seed_grid"], record=grid, conditional=s["conditional"],
-        batch_size=s["batch_size"],
+        batch_size=s["batch_size"], device=device,
     )
     t_chain = time.time() - t0
     fids = []

@@ -144,6 +144,25 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device a command runs on: ``auto`` is the first CUDA GPU when one is visible, else the CPU.
+
+    Raises:
+        ValueError: a CUDA device was asked for but none is available (names the value).
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
+    return device
+
+
+def add_device_argument(parser) -> None:
+    """``--device`` (default ``auto``) on a command's argparse parser."""
+    parser.add_argument("--device", default="auto", help="torch device: auto (CUDA when available, else CPU), cpu, cuda:N")
+
+
 def provenance() -> dict:
     """Fields every result JSON carries: code revision and library versions."""
     return {"git_sha": git_sha(), "torch_version": str(torch.__version__), "format_version": FORMAT_VERSION}

@@ -24,7 +24,7 @@ from torch import nn
 
 from dat.checkpoint import load_model
 from dat.data import to_uint8
-from dat.io import read_json, save_npz, set_threads, setup_logging
+from dat.io import add_device_argument, read_json, resolve_device, save_npz, set_threads, setup_logging
 from dat.sampling import balanced_labels, normalized_gradient_ascent, uniform_noise
 
 log = logging.getLogger("dat.sample")
@@ -42,6 +42,7 @@ def generate(
     record: list[int] | None = None,
     conditional: bool = True,
     batch_size: int = 250,
+    device: str | torch.device = "cpu",
 ) -> dict:
     """Run class-balanced chains from uniform noise in batches.
 
@@ -53,6 +54,8 @@ def generate(
         seed: seeds the noise starts (use different seeds for grid-search and final samples).
         record: step counts whose iterates are also returned (the grid of T: one chain serves all).
         conditional: ascend f(x)[y] (True) or logsumexp f(x) (False).
+        device: where the chains run (the model's device); the noise is drawn on the CPU from ``seed``, so the
+            samples do not depend on the device beyond floating-point rounding.
 
     Returns:
         dict with ``x`` uint8 (n, H, W, C) at T = steps, ``y`` int64 (n,), ``x_init`` uint8 (n, H, W, C),
@@ -66,7 +69,7 @@ def generate(
         y = y_all[start:start + batch_size]
         x0 = uniform_noise(len(y), image_shape, generator)
         x_T, snapshots = normalized_gradient_ascent(
-            model, x0, y if conditional else None, step_size=step_size, steps=steps, record=record
+            model, x0.to(device), y.to(device) if conditional else None, step_size=step_size, steps=steps, record=record
         )
         outs.append(to_uint8(x_T))
         inits.append(to_uint8(x0))
@@ -87,6 +90,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grid", type=Path, required=True, help="grid.json with the chosen T")
     p.add_argument("--out", type=Path, required=True, help="samples.npz to write")
     p.add_argument("--threads", type=int, default=None)
+    add_device_argument(p)
     return p.parse_args(argv)
 
 
@@ -97,12 +101,13 @@ def main(argv=None) -> int:
     run = read_json(args.config)
     ds, s = run["dataset"], run["sampling"]
     steps = int(read_json(args.grid)["chosen_steps"])
-    model, _ = load_model(args.model, run["evaluate"]["weights"])
+    device = resolve_device(args.device)
+    model, _ = load_model(args.model, run["evaluate"]["weights"], device)
     t0 = time.time()
     out = generate(
         model, n=s["n_final"], num_classes=ds["num_classes"], image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
         step_size=float(ds["sampling_step_size"]), steps=steps, seed=s["seed_final"], conditional=s["conditional"],
-        batch_size=s["batch_size"],
+        batch_size=s["batch_size"], device=device,
     )
     save_npz(args.out, x=out["x"], y=out["y"], x_init=out["x_init"], steps=np.int64(steps))
     log.info("wrote %d samples at T=%d to %s in %.1f s", len(out["y"]), steps, args.out, time.time() - t0)

@@ -41,8 +41,10 @@ from dat.curriculum import StepCurriculum
 from dat.io import (
     atomic_torch_save,
     load_checkpoint,
+    add_device_argument,
     provenance,
     read_json,
+    resolve_device,
     seed_everything,
     set_threads,
     setup_logging,
@@ -125,8 +127,9 @@ class Trainer:
     """Owns the model, optimiser, EMA, data streams and curriculum of one training run."""
 
     def __init__(self, run: dict, data_dir: Path, init_path: Path | None, init_sha256: str | None = None,
-                 aux_ood: Path | None = None):
+                 aux_ood: Path | None = None, device: str | torch.device = "cpu"):
         self.run = run
+        self.device = torch.device(device)
         self.cfg = TrainConfig.from_dict(run["train"])
         ds = run["dataset"]
         self.num_classes = ds["num_classes"]
@@ -154,6 +157,7 @@ class Trainer:
         self.model = build_model(**self.model_kwargs)
         if init_path is not None:
             self._load_init(init_path, init_sha256)
+        self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.ema = EMA(self.model, self.cfg.ema_decay, self.cfg.ema_warmup) if self.cfg.ema_decay else None
         b = self.cfg.bce
@@ -174,8 +178,8 @@ class Trainer:
     def state(self, resumable: bool) -> dict:
         out = {
             **provenance(),
-            "model": self.model.state_dict(),
-            "ema": self.ema.state if self.ema else None,
+            "model": _to_cpu(self.model.state_dict()),
+            "ema": _to_cpu(self.ema.state) if self.ema else None,
             "step": self.step,
             "epoch": self.step * self.cfg.batch_size / self.n_train,
             "model_name": self.model_kwargs["arch"],
@@ -197,7 +201,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.ema:
-            self.ema.state = ckpt["ema"]
+            self.ema.state = {k: v.to(self.device) for k, v in ckpt["ema"].items()}
             self.ema.updates = ckpt["ema_updates"]
         if self.curriculum:
             self.curriculum.load_state_dict(ckpt["curriculum"])
@@ -222,8 +226,8 @@ class Trainer:
             bce_batch: (x_hat, y') of the BCE branch (mild augmentation), or None in stage 1.
             x_init: (B', C, H, W) chain starts from the auxiliary OOD set, or None for uniform noise.
         """
-        cfg, model = self.cfg, self.model
-        x, y = batch
+        cfg, model, device = self.cfg, self.model, self.device
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.total_steps, cfg)
         model.eval()  # attacks and the sampler run in eval mode (protocol: stage-1 attack too)
@@ -236,9 +240,9 @@ class Trainer:
             logits_adv = model(x_adv)
             terms = dat_loss(logits_adv, y, weight_ce=cfg.weight_ce)
         else:
-            x_hat, y_prime = bce_batch  # y' ~ p_data(y): the labels of the BCE batch
+            x_hat, y_prime = bce_batch[0].to(device), bce_batch[1].to(device)  # y' ~ p_data(y): the BCE batch's labels
             b = cfg.bce
-            x0 = x_init if x_init is not None else self.chain_starts(len(x_hat))
+            x0 = (x_init if x_init is not None else self.chain_starts(len(x_hat))).to(device)
             target = y_prime if b.conditional else None
             x_T, _ = normalized_gradient_ascent(model, x0, target, step_size=b.step_size, steps=self.curriculum.steps)
             set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
@@ -248,7 +252,7 @@ class Trainer:
             with torch.no_grad():
                 real = logits_real.gather(1, y_prime.view(-1, 1)).squeeze(1)
                 fake = logits_fake.gather(1, y_prime.view(-1, 1)).squeeze(1)
-                out["auc"] = auroc(real.numpy(), fake.numpy())
+                out["auc"] = auroc(real.cpu().numpy(), fake.cpu().numpy())
             out["bce"] = terms["bce"].item()
         if not torch.isfinite(terms["loss"]):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {terms['loss'].item()}")
@@ -265,6 +269,11 @@ class Trainer:
             self.curriculum.update(out["auc"], len(bce_batch[0]))
         self.step += 1
         return out
+
+
+def _to_cpu(state: dict) -> dict:
+    """A state dict with every tensor on the CPU, so checkpoints load anywhere."""
+    return {k: v.detach().cpu() for k, v in state.items()}
 
 
 def _load_npz(path: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -307,6 +316,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--log-csv", type=Path, required=True, help="training log, one row per logging step")
     p.add_argument("--ckpt-dir", type=Path, required=True, help="folder of the resumable last.pt")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    add_device_argument(p)
     p.add_argument("--stop-after", type=int, default=None, help="stop (as if killed) after this many steps; for tests")
     return p.parse_args(argv)
 
@@ -316,7 +326,7 @@ def main(argv=None) -> int:
     setup_logging()
     set_threads(args.threads)
     run = read_json(args.config)
-    trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood)
+    trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood, resolve_device(args.device))
     cfg = trainer.cfg
     last = args.ckpt_dir / "last.pt"
     if last.exists():
@@ -324,8 +334,9 @@ def main(argv=None) -> int:
         _truncate_log(args.log_csv, trainer.step)
     else:
         _append_log(args.log_csv, {}, fresh=True)
-    log.info("run %s: %s, %d steps of batch %d (%d training images), resolved config: %s", run["run"],
-             "stage 2 (DAT)" if cfg.bce else "stage 1 (AT)", trainer.total_steps, cfg.batch_size, trainer.n_train, cfg)
+    log.info("run %s: %s on %s, %d steps of batch %d (%d training images), resolved config: %s", run["run"],
+             "stage 2 (DAT)" if cfg.bce else "stage 1 (AT)", trainer.device, trainer.total_steps, cfg.batch_size,
+             trainer.n_train, cfg)
 
     stop = {"signal": None}
 

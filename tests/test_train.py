@@ -194,3 +194,24 @@ def test_ood_chain_starts_feed_the_sampler(workdir, monkeypatch):
     assert torch.equal(seen["x_init"], x_ood)
     trainer.train_step(batch, bce)  # noise starts: uniform in [0, 1), not the OOD batch
     assert seen["x_init"].std() > 0.2 and 0 <= seen["x_init"].min() and seen["x_init"].max() < 1
+
+
+def test_device_resolution_names_a_missing_gpu():
+    from dat.io import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="--device cuda:0: CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_stage2_on_gpu_writes_cpu_checkpoints_that_resume(workdir):
+    rc, run_dir = _train(workdir, 2, 4, "gpu", extra=["--device", "cuda", "--stop-after", "2"])
+    assert rc == train.EXIT_INTERRUPTED
+    rc, run_dir = _train(workdir, 2, 4, "gpu", extra=["--device", "cuda"])
+    assert rc == 0
+    ckpt = torch.load(run_dir / "model.pt", weights_only=True)
+    assert ckpt["step"] == 4 and all(v.device.type == "cpu" for v in ckpt["model"].values())
