@@ -31,6 +31,9 @@ rule train_model:
         "logs/train_model/{run}.log",
     benchmark:
         "benchmarks/train_model/{run}.tsv"
+    # Training is the critical path (stage 2 waits for stage 1, every metric for both): it goes before the evaluation
+    # jobs whenever both are ready, so that a machine with few cores never leaves stage 2 waiting behind them.
+    priority: 10
     conda:
         ENV
     threads: 2
