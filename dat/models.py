@@ -135,9 +135,81 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
+class Normalized(nn.Module):
+    """A library backbone behind :class:`Normalize`: inputs in [0, 1], logits out."""
+
+    def __init__(self, backbone: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.normalize(x))
+
+
+_RESNET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def torchvision_resnet(num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float], depth: int = 50,
+                       width_per_group: int = 64) -> nn.Module:
+    """ImageNet ResNet from torchvision (He et al. 2016), randomly initialised, BatchNorm.
+
+    ``depth=50`` is ResNet-50 (25.6M parameters at K=1000); ``width_per_group=256`` is WRN-50-4 (Zagoruyko &
+    Komodakis 2016 widening of the bottleneck, as in the robust ImageNet models of Salman et al. 2020).
+
+    Raises:
+        ValueError: for a depth torchvision does not build.
+    """
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    if depth not in _RESNET_LAYERS:
+        raise ValueError(f"torchvision_resnet: depth must be one of {sorted(_RESNET_LAYERS)}, got {depth}")
+    block = BasicBlock if depth < 50 else Bottleneck
+    if block is BasicBlock and width_per_group != 64:
+        raise ValueError("torchvision_resnet: width_per_group != 64 needs a bottleneck ResNet (depth >= 50)")
+    net = ResNet(block, list(_RESNET_LAYERS[depth]), num_classes=num_classes, width_per_group=width_per_group)
+    if in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return Normalized(net, mean, std)
+
+
+def conv_stem(in_channels: int, width: int) -> nn.Sequential:
+    """Convolutional stem replacing ConvNeXt's 4x4 patchify stem (Singh, Croce & Hein 2023, "Revisiting
+    Adversarial Training for ImageNet"): two 3x3 stride-2 convolutions with LayerNorm and GELU between them,
+    overall stride 4 like the patchify stem, ending in the LayerNorm the first stage expects.
+    """
+    from timm.layers import LayerNorm2d
+
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width // 2, kernel_size=3, stride=2, padding=1),
+        LayerNorm2d(width // 2),
+        nn.GELU(),
+        nn.Conv2d(width // 2, width, kernel_size=3, stride=2, padding=1),
+        LayerNorm2d(width),
+    )
+
+
+def timm_convnext(num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float],
+                  variant: str = "convnext_large", convstem: bool = True, drop_path_rate: float = 0.0) -> nn.Module:
+    """ConvNeXt from timm (Liu et al. 2022), randomly initialised, LayerNorm (stage 2 leaves it unchanged).
+
+    ``variant="convnext_large"`` with ``convstem=True`` is the paper's ConvNeXt-L + ConvStem (about 198M parameters
+    at K=1000). Published robust weights are loaded through the run's ``init_from``, never downloaded here.
+    """
+    import timm
+
+    net = timm.create_model(variant, pretrained=False, num_classes=num_classes, in_chans=in_channels,
+                            drop_path_rate=drop_path_rate)
+    if convstem:
+        net.stem = conv_stem(in_channels, net.stem[0].out_channels)
+    return Normalized(net, mean, std)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet_small": SmallResNet,
     "wide_resnet": WideResNet,
+    "torchvision_resnet": torchvision_resnet,
+    "timm_convnext": timm_convnext,
 }
 
 

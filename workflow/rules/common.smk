@@ -2,6 +2,7 @@
 import json
 import os
 import shlex
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate

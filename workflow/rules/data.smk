@@ -14,7 +14,7 @@ rule write_dataset_config:
         cfg=lambda wildcards: json.dumps(dataset_cfg(wildcards.dataset), sort_keys=True),
     run:
         write_json(json.loads(params.cfg), output.cfg)
-        shell("echo wrote {output.cfg} > {log}")
+        Path(log[0]).write_text(f"wrote {output.cfg}\n")
 
 
 rule prepare_data:
@@ -43,6 +43,8 @@ rule prepare_ood:
         ood="results/data/{dataset}/ood_{ood}.npz",
     log:
         "logs/prepare_ood/{dataset}_{ood}.log",
+    benchmark:
+        "benchmarks/prepare_ood/{dataset}_{ood}.tsv"
     conda:
         ENV
     resources:

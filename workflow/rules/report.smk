@@ -21,6 +21,8 @@ rule make_table1:
         csv="results/tables/table1.csv",
     log:
         "logs/make_table1/table1.log",
+    benchmark:
+        "benchmarks/make_table1/table1.tsv"
     conda:
         ENV
     params:
@@ -48,6 +50,8 @@ rule make_tables:
         counterfactual="results/tables/counterfactual.tex",
     log:
         "logs/make_tables/tables.log",
+    benchmark:
+        "benchmarks/make_tables/tables.tsv"
     conda:
         ENV
     params:
@@ -68,6 +72,8 @@ rule make_metrics_csv:
         csv="results/report/metrics.csv",
     log:
         "logs/make_metrics_csv/metrics.log",
+    benchmark:
+        "benchmarks/make_metrics_csv/metrics.tsv"
     conda:
         ENV
     params:
@@ -99,6 +105,8 @@ rule make_figures:
         reliability="results/figures/reliability.png",
     log:
         "logs/make_figures/figures.log",
+    benchmark:
+        "benchmarks/make_figures/figures.tsv"
     conda:
         ENV
     params:

@@ -16,7 +16,7 @@ rule write_run_config:
         cfg=lambda wildcards: json.dumps(run_cfg(wildcards.run), sort_keys=True),
     run:
         write_json(json.loads(params.cfg), output.cfg)
-        shell("echo wrote {output.cfg} > {log}")
+        Path(log[0]).write_text(f"wrote {output.cfg}\n")
 
 
 rule train_model:
@@ -59,6 +59,8 @@ rule prepare_aux_ood:
         aux_ood="results/{run}/aux_ood.npz",
     log:
         "logs/prepare_aux_ood/{run}.log",
+    benchmark:
+        "benchmarks/prepare_aux_ood/{run}.tsv"
     conda:
         ENV
     resources:
