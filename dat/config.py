@@ -131,8 +131,13 @@ class TrainConfig:
     bce: BCEConfig | None = None
     log_every: int = 10
     ckpt_every_steps: int = 50
+    ckpt_every_minutes: float | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"train.precision: {self.precision!r} is not fp32 or bf16")
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(f"train: give exactly one of 'epochs' or 'steps' (got epochs={self.epochs}, steps={self.steps})")
 

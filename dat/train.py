@@ -7,7 +7,8 @@ AT-CE, mildly augmented real x_hat for BCE, chain starts x0: uniform noise or, w
 augmented images of an auxiliary OOD set), class-conditional contrastive samples with
 y' = labels of the BCE batch, and the curriculum on T (``dat.curriculum``).
 
-The loop checkpoints ``ckpt/last.pt`` atomically every ``ckpt_every_steps`` steps and on SIGTERM/SIGINT, and a
+The loop checkpoints ``ckpt/last.pt`` atomically every ``ckpt_every_steps`` steps (and every ``ckpt_every_minutes``
+of wall time when set) and on SIGTERM/SIGINT/SIGUSR1, and a
 rerun resumes from it (same step, curriculum, optimizer, EMA, RNG and data position).
 
 Example::
@@ -157,7 +158,7 @@ class Trainer:
         self.model = build_model(**self.model_kwargs)
         if init_path is not None:
             self._load_init(init_path, init_sha256)
-        self.model.to(self.device)
+        self.model.to(self.device, memory_format=torch.channels_last if self.cfg.channels_last else torch.preserve_format)
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.ema = EMA(self.model, self.cfg.ema_decay, self.cfg.ema_warmup) if self.cfg.ema_decay else None
         b = self.cfg.bce
@@ -227,9 +228,34 @@ class Trainer:
             x_init: (B', C, H, W) chain starts from the auxiliary OOD set, or None for uniform noise.
         """
         cfg, model, device = self.cfg, self.model, self.device
-        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        x, y = self._input(batch[0]), batch[1].to(device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.total_steps, cfg)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            terms, logits_adv, out = self._losses(x, y, bce_batch, x_init)
+        if not torch.isfinite(terms["loss"]):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {terms['loss'].item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].float().backward()
+        self.optimizer.step()
+        if self.ema:
+            self.ema.update(model)
+        acc = (logits_adv.detach().argmax(1) == y).float().mean().item()
+        out.update(loss=terms["loss"].item(), ce_adv=terms["ce_adv"].float().mean().item(), acc_adv=acc,
+                   lr=self.optimizer.param_groups[0]["lr"])
+        if self.curriculum:
+            out["steps_T"] = self.curriculum.steps
+            self.curriculum.update(out["auc"], len(bce_batch[0]))
+        self.step += 1
+        return out
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def _losses(self, x, y, bce_batch, x_init) -> tuple[dict, torch.Tensor, dict]:
+        """The attack, the contrastive samples and the loss terms of one step (under the configured autocast)."""
+        cfg, model, device = self.cfg, self.model, self.device
         model.eval()  # attacks and the sampler run in eval mode (protocol: stage-1 attack too)
         a = cfg.attack
         x_adv = pgd_attack(model, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps, norm=a.norm,
@@ -240,9 +266,9 @@ class Trainer:
             logits_adv = model(x_adv)
             terms = dat_loss(logits_adv, y, weight_ce=cfg.weight_ce)
         else:
-            x_hat, y_prime = bce_batch[0].to(device), bce_batch[1].to(device)  # y' ~ p_data(y): the BCE batch's labels
+            x_hat, y_prime = self._input(bce_batch[0]), bce_batch[1].to(device)  # y' ~ p_data(y): the BCE batch's labels
             b = cfg.bce
-            x0 = (x_init if x_init is not None else self.chain_starts(len(x_hat))).to(device)
+            x0 = self._input(x_init if x_init is not None else self.chain_starts(len(x_hat)))
             target = y_prime if b.conditional else None
             x_T, _ = normalized_gradient_ascent(model, x0, target, step_size=b.step_size, steps=self.curriculum.steps)
             set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
@@ -252,23 +278,9 @@ class Trainer:
             with torch.no_grad():
                 real = logits_real.gather(1, y_prime.view(-1, 1)).squeeze(1)
                 fake = logits_fake.gather(1, y_prime.view(-1, 1)).squeeze(1)
-                out["auc"] = auroc(real.cpu().numpy(), fake.cpu().numpy())
+                out["auc"] = auroc(real.float().cpu().numpy(), fake.float().cpu().numpy())
             out["bce"] = terms["bce"].item()
-        if not torch.isfinite(terms["loss"]):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: {terms['loss'].item()}")
-        self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        self.optimizer.step()
-        if self.ema:
-            self.ema.update(model)
-        acc = (logits_adv.detach().argmax(1) == y).float().mean().item()
-        out.update(loss=terms["loss"].item(), ce_adv=terms["ce_adv"].mean().item(), acc_adv=acc,
-                   lr=self.optimizer.param_groups[0]["lr"])
-        if self.curriculum:
-            out["steps_T"] = self.curriculum.steps
-            self.curriculum.update(out["auc"], len(bce_batch[0]))
-        self.step += 1
-        return out
+        return terms, logits_adv, out
 
 
 def _to_cpu(state: dict) -> dict:
@@ -358,6 +370,7 @@ def main(argv=None) -> int:
         ood_batches = data_lib.infinite_batches(trainer.ood_stream, cfg.bce.batch_size or cfg.batch_size, seed + 2,
                                                 start_batch=trainer.step)
     t0, window_t, window_images = time.time(), time.time(), 0
+    last_saved = time.time()
     while trainer.step < trainer.total_steps:
         try:
             row = trainer.train_step(next(at_batches), next(bce_batches) if bce_batches else None,
@@ -376,8 +389,10 @@ def main(argv=None) -> int:
             log.info("step %d/%d %s", step, trainer.total_steps,
                      " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "step"))
         interrupted = stop["signal"] is not None or (args.stop_after is not None and step >= args.stop_after)
-        if step % cfg.ckpt_every_steps == 0 or interrupted:
+        due = cfg.ckpt_every_minutes is not None and time.time() - last_saved >= 60 * cfg.ckpt_every_minutes
+        if step % cfg.ckpt_every_steps == 0 or due or interrupted:
             atomic_torch_save(trainer.state(resumable=True), last)
+            last_saved = time.time()
         if interrupted:
             log.warning("stopped at step %d; rerun to resume from %s", step, last)
             return EXIT_INTERRUPTED

@@ -215,3 +215,50 @@ def test_stage2_on_gpu_writes_cpu_checkpoints_that_resume(workdir):
     assert rc == 0
     ckpt = torch.load(run_dir / "model.pt", weights_only=True)
     assert ckpt["step"] == 4 and all(v.device.type == "cpu" for v in ckpt["model"].values())
+
+
+def test_bf16_channels_last_and_timed_checkpoints(workdir, monkeypatch):
+    """precision bf16 + channels_last train on the CPU with finite losses and fp32 weights; ckpt_every_minutes saves
+    last.pt between the step-based checkpoints."""
+    saved = []
+    real_save = train.atomic_torch_save
+
+    def recording_save(obj, path):
+        saved.append((Path(path).name, obj["step"]))
+        real_save(obj, path)
+
+    monkeypatch.setattr(train, "atomic_torch_save", recording_save)
+    cfg = _run_config(2, 3)
+    cfg["train"].update(precision="bf16", channels_last=True, ckpt_every_steps=1000, ckpt_every_minutes=1e-9)
+    write_json(cfg, workdir / "bf16.json")
+    out = workdir / "bf16"
+    args = ["--data-dir", str(workdir / "data"), "--model-out", str(out / "model.pt"), "--log-csv", str(out / "log.csv"),
+            "--ckpt-dir", str(out / "ckpt"), "--threads", "1"]
+    assert train.main(["--config", str(workdir / "bf16.json"), *args]) == 0
+    assert saved == [("last.pt", 1), ("last.pt", 2), ("last.pt", 3), ("last.pt", 3), ("model.pt", 3)]
+    with open(out / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and all(np.isfinite(float(r["loss"])) and np.isfinite(float(r["bce"])) for r in rows)
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert all(v.dtype != torch.bfloat16 for v in ckpt["model"].values())
+    cfg["train"]["precision"] = "fp16"
+    write_json(cfg, workdir / "bad.json")
+    with pytest.raises(ValueError, match="train.precision"):
+        train.main(["--config", str(workdir / "bad.json"), *args])
+
+
+def test_nonfinite_loss_stops_with_its_own_exit_code_keeping_the_last_good_checkpoint(workdir, monkeypatch):
+    real_loss, calls = train.dat_loss, []
+
+    def diverging_loss(*args, **kwargs):
+        calls.append(1)
+        terms = real_loss(*args, **kwargs)
+        if len(calls) == 3:  # the third update diverges
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train, "dat_loss", diverging_loss)
+    rc, run_dir = _train(workdir, 1, 6, "nan")
+    assert rc == train.EXIT_NONFINITE != train.EXIT_INTERRUPTED
+    assert torch.load(run_dir / "ckpt/last.pt", weights_only=True)["step"] == 2  # saved every 2 steps, before step 3
+    assert not (run_dir / "model.pt").exists()
