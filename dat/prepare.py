@@ -9,6 +9,7 @@ Examples::
 
     python -m dat.prepare splits --config results/data/fmnist/dataset.json --out-dir results/data/fmnist
     python -m dat.prepare ood --config results/data/fmnist/dataset.json --name mnist5k --out results/data/fmnist/ood_mnist5k.npz
+    python -m dat.prepare download --source cifar10 --root resources/cifar10 --done results/downloads/cifar10.json
 """
 
 from __future__ import annotations
@@ -49,18 +50,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     b.add_argument("--n", type=int, default=None, help="images to keep (default: the dataset's n_ood)")
     b.add_argument("--seed", type=int, default=None, help="selection/crop seed (default: the dataset's subset_seed)")
     b.add_argument("--out", type=Path, required=True)
+    c = sub.add_parser("download", help="fetch a dataset's files with torchvision's downloaders (checksums verified)")
+    c.add_argument("--source", required=True, help="fashion_mnist, mnist, cifar10, cifar100 or svhn")
+    c.add_argument("--root", required=True, help="folder that receives the files")
+    c.add_argument("--done", type=Path, required=True, help="marker file written when both splits load")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    ds = read_json(args.config)
     t0 = time.time()
+    if args.mode == "download":
+        counts = {split: int(len(load_split(args.source, args.root, split, download=True)[1])) for split in ("train", "test")}
+        write_json({"source": args.source, "root": args.root, "images": counts, "time_s": round(time.time() - t0, 2),
+                    **provenance()}, args.done)
+        log.info("%s in %s: %s", args.source, args.root, counts)
+        return 0
+    ds = read_json(args.config)
     if args.mode == "ood":
         n = args.n if args.n is not None else ds.get("n_ood", 1024)
         seed = args.seed if args.seed is not None else ds.get("subset_seed", 0)
-        x = load_ood(args.name, n, ds["channels"], ds["image_size"], seed=seed)
+        x = load_ood(args.name, n, ds["channels"], ds["image_size"], seed=seed,
+                     root=(ds.get("ood_roots") or {}).get(args.name), download=ds.get("download", False))
         save_npz(args.out, x=x)
         log.info("OOD set %s: %d images %s -> %s", args.name, len(x), x.shape[1:], args.out)
         return 0

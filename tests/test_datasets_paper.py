@@ -88,3 +88,26 @@ def test_missing_cifar_is_named(tmp_path):
         load_split("cifar10", str(tmp_path), "test")
     with pytest.raises(FileNotFoundError, match="test_32x32.mat"):
         load_split("svhn", str(tmp_path), "test")
+
+
+def test_download_command_on_files_in_place_writes_its_marker(cifar10_root, tmp_path):
+    """With the files already in place the downloader fetches nothing and records what loads (no network needed)."""
+    from dat import prepare
+    from dat.io import read_json
+
+    root, x, _ = cifar10_root
+    done = tmp_path / "downloads/cifar10.json"
+    assert prepare.main(["download", "--source", "cifar10", "--root", str(root), "--done", str(done)]) == 0
+    assert read_json(done)["images"] == {"train": len(x), "test": len(x)}
+
+
+def test_dataset_ood_set_reads_another_datasets_test_split(cifar10_root):
+    from dat.data import load_ood
+
+    root, x, _ = cifar10_root
+    ood = load_ood("cifar10", 8, channels=3, image_size=32, seed=0, root=str(root))
+    assert ood.shape == (8, 32, 32, 3) and all(any(np.array_equal(img, ref) for ref in x) for img in ood)
+    gray = load_ood("cifar10", 4, channels=1, image_size=28, seed=0, root=str(root))
+    assert gray.shape == (4, 28, 28, 1)
+    with pytest.raises(ValueError, match="ood_roots.cifar10"):
+        load_ood("cifar10", 4, channels=3, image_size=32, seed=0)

@@ -32,7 +32,7 @@ def planned_rules(output: str) -> set[str]:
 
 
 PIPELINE = {"prepare_data", "fid_ref", "train_model", "grid_search_steps", "sample_images", "compute_fid", "eval_robust",
-            "make_table1"}
+            "make_table"}
 
 
 @needs_fmnist
@@ -54,11 +54,23 @@ def test_auxiliary_ood_starts_plan_their_own_rule(tmp_path):
     assert "--name mnist5k --n 5000" in out.stdout and "--aux-ood results/fmnist_dat/aux_ood.npz" in out.stdout
 
 
-def test_paper_config_dry_run_plans_cifar10_table1(tmp_path):
-    out = snakemake("-n", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path), "--cores", "1",
-                    "results/tables/table1.tex")
-    assert PIPELINE <= planned_rules(out.stdout)
-    assert "results/cifar10_dat/model.pt" in out.stdout and "results/cifar10_at/model.pt" in out.stdout
+@pytest.mark.parametrize("table, dataset", [("table1", "cifar10"), ("table2", "cifar100")])
+def test_paper_config_dry_run_plans_each_table(tmp_path, table, dataset):
+    out = snakemake("-n", "-p", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path), "--cores", "1",
+                    f"results/tables/{table}.tex")
+    assert PIPELINE | {"download_data"} <= planned_rules(out.stdout)
+    assert f"results/{dataset}_dat/model.pt" in out.stdout and f"results/{dataset}_at/model.pt" in out.stdout
+    assert f"--source {dataset} --root resources/{dataset}" in out.stdout  # torchvision's downloader, one job
+
+
+def test_paper_config_dry_run_of_every_output(tmp_path):
+    out = snakemake("-n", "-p", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path), "--cores", "1",
+                    "all")
+    rules = planned_rules(out.stdout)
+    assert PIPELINE | {"eval_ood", "eval_calibration", "eval_counterfactual", "make_figures", "prepare_ood"} <= rules
+    for ood in ("cifar100", "svhn", "noise"):  # the protocol's OOD sets for CIFAR-10
+        assert f"results/data/cifar10/ood_{ood}.npz" in out.stdout
+    assert "--source svhn --root resources/svhn" in out.stdout
 
 
 def _with(config: dict, path: Path) -> Path:
@@ -75,6 +87,9 @@ def _with(config: dict, path: Path) -> Path:
         (lambda c: c["datasets"]["fmnist"].update(root="/nonexistent/fmnist"), "/nonexistent/fmnist/train-images-idx3-ubyte.gz"),
         (lambda c: c["runs"]["fmnist_at"].update(train_overrides={"bce": {"max_stepz": 3}}), "max_stepz"),
         (lambda c: c["methods"]["dat"]["bce"].update(init="ood"), "bce.ood_set"),
+        (lambda c: c["datasets"]["fmnist"].update(ood_sets=["cifar10"]), "datasets.fmnist.ood_roots.cifar10"),
+        (lambda c: c["datasets"]["fmnist"].update(ood_sets=["cifar10"], ood_roots={"cifar10": "/nonexistent/c10"}),
+         "/nonexistent/c10/cifar-10-batches-py"),
         (lambda c: c["methods"]["dat"]["bce"].update(init="ood", ood_set="npz:/nonexistent/aux.npz"), "/nonexistent/aux.npz"),
     ],
 )

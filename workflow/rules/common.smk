@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 from dat.config import TrainConfig
 from dat.io import write_json
-from dat.data import missing_files
+from dat.data import DATASET_OOD_SETS, missing_files
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -48,6 +48,19 @@ def _check_references(cfg):
             raise WorkflowError(
                 f"config: datasets.{name}.mean/std need {ds['channels']} values (channels)"
             )
+        for ood in ds.get("ood_sets", []):
+            if ood in DATASET_OOD_SETS and name in _used_datasets(cfg):
+                root = (ds.get("ood_roots") or {}).get(ood)
+                if root is None:
+                    raise WorkflowError(
+                        f"config: datasets.{name}.ood_sets lists {ood!r} but datasets.{name}.ood_roots.{ood} is not set"
+                    )
+                gone = missing_files(ood, root, ds.get("download", False))
+                if gone:
+                    raise WorkflowError(
+                        f"config: datasets.{name}: OOD set {ood} is missing {', '.join(gone)}; put its files in {root} "
+                        f"or set datasets.{name}.download: true"
+                    )
         missing = missing_files(ds["source"], ds["root"], ds.get("download", False))
         if missing and name in _used_datasets(cfg):
             raise WorkflowError(
@@ -84,14 +97,54 @@ for _run in config["runs"]:
             f"config: runs.{_run}: the auxiliary OOD file {_ood_set[4:]} (bce.ood_set) does not exist"
         )
 
+
+def _download_roots(cfg):
+    """source -> folder of every dataset (and dataset OOD set) whose files are downloaded (download: true), so
+    that one job per source downloads, never two at once into the same folder."""
+    roots = {}
+    for name, ds in cfg["datasets"].items():
+        if not ds.get("download", False):
+            continue
+        wanted = [(ds["source"], ds["root"], f"datasets.{name}.root")]
+        wanted += [
+            (ood, root, f"datasets.{name}.ood_roots.{ood}")
+            for ood, root in (ds.get("ood_roots") or {}).items()
+            if ood in ds.get("ood_sets", [])
+        ]
+        for source, root, key in wanted:
+            if roots.setdefault(source, (root, key))[0] != root:
+                raise WorkflowError(
+                    f"config: {key} = {root!r} differs from {roots[source][1]} = {roots[source][0]!r}; "
+                    f"one folder per downloaded dataset"
+                )
+    return {source: root for source, (root, _) in roots.items()}
+
+
+DOWNLOAD_ROOTS = _download_roots(config)
 RUNS = list(config["runs"])
 DATASETS = list(config["datasets"])
 
 
 wildcard_constraints:
     run="|".join(RUNS),
+    table="|".join(config["tables"]),
     dataset="|".join(DATASETS),
+    source="[a-z0-9_]+",
     ood="[a-z0-9]+",
+
+
+def dataset_downloads(wildcards):
+    """The download marker of a dataset with download: true (nothing when its files are already in place)."""
+    ds = config["datasets"][wildcards.dataset]
+    return f"results/downloads/{ds['source']}.json" if ds.get("download", False) else []
+
+
+def ood_downloads(wildcards):
+    """The download marker of a dataset OOD set (cifar10, cifar100, svhn) when its dataset downloads."""
+    ds = config["datasets"][wildcards.dataset]
+    if ds.get("download", False) and wildcards.ood in DATASET_OOD_SETS:
+        return f"results/downloads/{wildcards.ood}.json"
+    return []
 
 
 def dataset_of(run):
@@ -186,9 +239,23 @@ def runtime_min(base):
     return _runtime
 
 
+def table_inputs(relpath):
+    """Input function: results/{run}/<relpath> for every row of the table named by the {table} wildcard."""
+
+    def _input(wildcards):
+        return [f"results/{run}/{relpath}" for run in table_runs(wildcards.table)]
+
+    return _input
+
+
+def table_label(name):
+    table = config["tables"][name]
+    return table.get("dataset_label", table["dataset"])
+
+
 def table_rows(name):
     return " ".join(
-        f'"{label}=results/{run}"'
+        shlex.quote(f"{label}=results/{run}")
         for label, run in config["tables"][name]["rows"].items()
     )
 
@@ -203,9 +270,9 @@ def stage2_runs(runs):
 
 
 def all_outputs():
-    """Every table and figure of the skeleton for the runs of table1."""
+    """Every results table of the config, and the skeleton's other tables and figures for the runs of table1."""
     return [
-        "results/tables/table1.tex",
+        *(f"results/tables/{name}.tex" for name in config["tables"]),
         "results/tables/ood.tex",
         "results/report/metrics.csv",
         "results/figures/reliability.png",

@@ -1,8 +1,10 @@
 # Data: dataset config, training/test arrays, OOD evaluation sets, FID reference statistics and floor.
 
 
+# Downloads run where Snakemake runs (cluster compute nodes often have no internet).
 localrules:
     write_dataset_config,
+    download_data,
 
 
 rule write_dataset_config:
@@ -17,9 +19,29 @@ rule write_dataset_config:
         Path(log[0]).write_text(f"wrote {output.cfg}\n")
 
 
+rule download_data:
+    output:
+        done="results/downloads/{source}.json",
+    log:
+        "logs/download_data/{source}.log",
+    benchmark:
+        "benchmarks/download_data/{source}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(120),
+    params:
+        root=lambda wildcards: shlex.quote(DOWNLOAD_ROOTS[wildcards.source]),
+    shell:
+        "python -m dat.prepare download --source {wildcards.source} --root {params.root} --done {output.done}"
+        " > {log} 2>&1"
+
+
 rule prepare_data:
     input:
         cfg="results/data/{dataset}/dataset.json",
+        downloads=dataset_downloads,
     output:
         train="results/data/{dataset}/train.npz",
         test="results/data/{dataset}/test.npz",
@@ -39,6 +61,7 @@ rule prepare_data:
 rule prepare_ood:
     input:
         cfg="results/data/{dataset}/dataset.json",
+        downloads=ood_downloads,
     output:
         ood="results/data/{dataset}/ood_{ood}.npz",
     log:

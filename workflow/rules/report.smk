@@ -2,7 +2,7 @@
 
 
 localrules:
-    make_table1,
+    make_table,
     make_tables,
     make_metrics_csv,
     make_figures,
@@ -11,27 +11,25 @@ localrules:
 METRICS = ["fid", "robust", "ood", "calibration", "counterfactual"]
 
 
-rule make_table1:
+rule make_table:
     input:
-        robust=expand("results/{run}/metrics/robust.json", run=table_runs("table1")),
-        fid=expand("results/{run}/metrics/fid.json", run=table_runs("table1")),
-        grid=expand("results/{run}/grid.json", run=table_runs("table1")),
+        robust=table_inputs("metrics/robust.json"),
+        fid=table_inputs("metrics/fid.json"),
+        grid=table_inputs("grid.json"),
     output:
-        tex="results/tables/table1.tex",
-        csv="results/tables/table1.csv",
+        tex="results/tables/{table}.tex",
+        csv="results/tables/{table}.csv",
     log:
-        "logs/make_table1/table1.log",
+        "logs/make_table/{table}.log",
     benchmark:
-        "benchmarks/make_table1/table1.tsv"
+        "benchmarks/make_table/{table}.tsv"
     conda:
         ENV
     params:
-        rows=table_rows("table1"),
-        label=config["tables"]["table1"].get(
-            "dataset_label", config["tables"]["table1"]["dataset"]
-        ),
+        rows=lambda wildcards: table_rows(wildcards.table),
+        label=lambda wildcards: shlex.quote(table_label(wildcards.table)),
     shell:
-        "python -m dat.report table1 --rows {params.rows} --dataset-label '{params.label}'"
+        "python -m dat.report table1 --rows {params.rows} --dataset-label {params.label}"
         " --out-tex {output.tex} --out-csv {output.csv} > {log} 2>&1"
 
 
