@@ -63,6 +63,15 @@ def test_paper_config_dry_run_plans_each_table(tmp_path, table, dataset):
     assert f"--source {dataset} --root resources/{dataset}" in out.stdout  # torchvision's downloader, one job
 
 
+def test_slurm_profile_dry_run_puts_gpu_rules_on_the_gpu_partition(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    out = snakemake("-n", "--profile", str(REPO / "profiles/slurm"), "results/tables/table1.tex", "--configfile",
+                    str(REPO / "config.yaml"), "--directory", str(tmp_path))
+    assert PIPELINE <= planned_rules(out.stdout)
+    train = out.stdout.split("rule train_model:")[1].split("Shell command")[0]
+    assert "slurm_partition=gpu" in train and "gpu=1" in train and "cpus_per_gpu=8" in train
+
+
 def test_paper_config_dry_run_of_every_output(tmp_path):
     out = snakemake("-n", "-p", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path), "--cores", "1",
                     "all")
