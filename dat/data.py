@@ -331,23 +331,32 @@ class ArrayDataset(torch.utils.data.Dataset):
 
 
 def infinite_batches(dataset: torch.utils.data.Dataset, batch_size: int, seed: int, start_batch: int = 0,
-                     num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (x (B, C, H, W) float, y (B,) int64) forever, reshuffled each epoch, dropping the last partial batch.
+                     num_workers: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (x (b, C, H, W) float, y (b,) int64) forever, reshuffled each epoch, dropping the last partial batch.
 
     The order of epoch e is a permutation drawn from a generator seeded by (seed, e), so a resumed job that passes
     ``start_batch`` = the number of batches already consumed sees exactly the same sequence of images (the skipped
     batches are never loaded). Augmentation draws from torch's global RNG.
+
+    With ``shard = (rank, world_size)`` the stream yields this process's slice of each global batch of
+    ``batch_size`` images: images [rank * b, (rank + 1) * b) of it, b = batch_size / world_size, so the processes
+    of a data-parallel job together see exactly the single-process batches.
     """
+    rank, world = shard
     n = len(dataset)
     per_epoch = n // batch_size
     if per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {n} training images")
+    if batch_size % world or not 0 <= rank < world:
+        raise ValueError(f"shard {shard}: batch_size {batch_size} must split evenly over {world} processes")
+    b = batch_size // world
     batch = start_batch
     while True:
         epoch, offset = divmod(batch, per_epoch)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-        subset = torch.utils.data.Subset(dataset, order[offset * batch_size:per_epoch * batch_size].tolist())
-        loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, drop_last=True,
+        batches = order[: per_epoch * batch_size].view(per_epoch, world, b)[offset:, rank]  # (batches left, b)
+        subset = torch.utils.data.Subset(dataset, batches.reshape(-1).tolist())
+        loader = torch.utils.data.DataLoader(subset, batch_size=b, shuffle=False, drop_last=True,
                                              num_workers=num_workers, persistent_workers=False,
                                              generator=torch.Generator().manual_seed(seed + epoch))
         # the loader's own generator draws its worker base seed, so a loader created mid-epoch on resume does not

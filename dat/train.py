@@ -39,13 +39,22 @@ from dat import data as data_lib
 from dat.attacks import pgd_attack
 from dat.config import TrainConfig
 from dat.curriculum import StepCurriculum
+from dat.distributed import (
+    DistEnv,
+    all_gather_cat,
+    all_gather_object,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    shard_size,
+    shutdown,
+)
 from dat.io import (
     atomic_torch_save,
     load_checkpoint,
     add_device_argument,
     provenance,
     read_json,
-    resolve_device,
     seed_everything,
     set_threads,
     setup_logging,
@@ -128,14 +137,21 @@ class Trainer:
     """Owns the model, optimiser, EMA, data streams and curriculum of one training run."""
 
     def __init__(self, run: dict, data_dir: Path, init_path: Path | None, init_sha256: str | None = None,
-                 aux_ood: Path | None = None, device: str | torch.device = "cpu"):
+                 aux_ood: Path | None = None, device: str | torch.device = "cpu", dist_env: DistEnv = DistEnv()):
         self.run = run
         self.device = torch.device(device)
+        self.dist = dist_env
         self.cfg = TrainConfig.from_dict(run["train"])
+        self.batch_size = shard_size(self.cfg.batch_size, dist_env, "train.batch_size")  # this process's share
+        if self.cfg.bce:
+            self.bce_batch_size = self.cfg.bce.batch_size or self.cfg.batch_size  # global
+            shard_size(self.bce_batch_size, dist_env, "train.bce.batch_size")
         ds = run["dataset"]
         self.num_classes = ds["num_classes"]
         self.image_shape = (ds["channels"], ds["image_size"], ds["image_size"])
         self.generator = seed_everything(run["seed"])
+        if dist_env.rank:  # each process augments its own shard with its own stream; rank 0 matches one process
+            torch.manual_seed(run["seed"] + 1000 * dist_env.rank)
         x_train, y_train = _load_npz(data_dir / "train.npz")
         self.n_train = len(y_train)
         self.total_steps = self.cfg.total_steps(self.n_train)
@@ -159,6 +175,10 @@ class Trainer:
         if init_path is not None:
             self._load_init(init_path, init_sha256)
         self.model.to(self.device, memory_format=torch.channels_last if self.cfg.channels_last else torch.preserve_format)
+        self.train_model = self.model  # what the loss forward runs: DDP-wrapped when data-parallel
+        if dist_env.enabled:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.ema = EMA(self.model, self.cfg.ema_decay, self.cfg.ema_warmup) if self.cfg.ema_decay else None
         b = self.cfg.bce
@@ -192,6 +212,7 @@ class Trainer:
             out["ema_updates"] = self.ema.updates if self.ema else 0
             out["curriculum"] = self.curriculum.state_dict() if self.curriculum else None
             out["rng"] = _rng_state()
+            out["rng_ranks"] = all_gather_object(_rng_state(), self.dist)  # collective: every process calls state()
             out["generator"] = self.generator.get_state()
         return out
 
@@ -206,7 +227,13 @@ class Trainer:
             self.ema.updates = ckpt["ema_updates"]
         if self.curriculum:
             self.curriculum.load_state_dict(ckpt["curriculum"])
-        _set_rng_state(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks") or []
+        if len(ranks) == self.dist.world_size:
+            _set_rng_state(ranks[self.dist.rank])
+        else:  # written by a job with another process count: every process restarts from rank 0's streams
+            _set_rng_state(ckpt["rng"])
+            if self.dist.rank:
+                torch.manual_seed(int(ckpt["step"]) + 1000 * self.dist.rank)
         self.generator.set_state(ckpt["generator"])
         self.step = ckpt["step"]
         log.info("resumed from %s at step %d", path, self.step)
@@ -215,8 +242,9 @@ class Trainer:
     def chain_starts(self, n: int) -> torch.Tensor:
         """(n, C, H, W) uniform-noise chain starts (bce.init = noise); OOD starts come from ``ood_stream``."""
         init = self.cfg.bce.init
-        if init == "noise":
-            return uniform_noise(n, self.image_shape, self.generator)
+        if init == "noise":  # drawn for the global batch, so every process takes its slice of the same noise
+            x0 = uniform_noise(n * self.dist.world_size, self.image_shape, self.generator)
+            return x0[self.dist.rank * n:(self.dist.rank + 1) * n]
         raise ValueError(f"train.bce.init is {init!r}: pass the chain starts (a batch of ood_stream) to train_step")
 
     def train_step(self, batch: tuple, bce_batch: tuple | None, x_init: torch.Tensor | None = None) -> dict:
@@ -233,19 +261,23 @@ class Trainer:
             group["lr"] = lr_at(self.step, self.total_steps, cfg)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             terms, logits_adv, out = self._losses(x, y, bce_batch, x_init)
-        if not torch.isfinite(terms["loss"]):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: {terms['loss'].item()}")
+        bad = all_reduce_sum([0.0 if torch.isfinite(terms["loss"]) else 1.0], self.dist, device)[0]
+        if bad:
+            raise FloatingPointError(f"non-finite loss at step {self.step} in {int(bad)} process(es): {terms['loss'].item()}")
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].float().backward()
         self.optimizer.step()
         if self.ema:
             self.ema.update(model)
         acc = (logits_adv.detach().argmax(1) == y).float().mean().item()
-        out.update(loss=terms["loss"].item(), ce_adv=terms["ce_adv"].float().mean().item(), acc_adv=acc,
-                   lr=self.optimizer.param_groups[0]["lr"])
+        means = [terms["loss"].item(), terms["ce_adv"].float().mean().item(), acc] + ([out["bce"]] if "bce" in out else [])
+        means = [v / self.dist.world_size for v in all_reduce_sum(means, self.dist, device)]  # over all processes
+        out.update(loss=means[0], ce_adv=means[1], acc_adv=means[2], lr=self.optimizer.param_groups[0]["lr"])
+        if "bce" in out:
+            out["bce"] = means[3]
         if self.curriculum:
             out["steps_T"] = self.curriculum.steps
-            self.curriculum.update(out["auc"], len(bce_batch[0]))
+            self.curriculum.update(out["auc"], self.bce_batch_size)
         self.step += 1
         return out
 
@@ -263,7 +295,7 @@ class Trainer:
         out = {}
         if bce_batch is None:
             set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
-            logits_adv = model(x_adv)
+            logits_adv = self.train_model(x_adv)
             terms = dat_loss(logits_adv, y, weight_ce=cfg.weight_ce)
         else:
             x_hat, y_prime = self._input(bce_batch[0]), bce_batch[1].to(device)  # y' ~ p_data(y): the BCE batch's labels
@@ -272,13 +304,13 @@ class Trainer:
             target = y_prime if b.conditional else None
             x_T, _ = normalized_gradient_ascent(model, x0, target, step_size=b.step_size, steps=self.curriculum.steps)
             set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
-            logits = model(torch.cat([x_adv, x_hat, x_T]))  # one pass; (B + B' + B', K)
+            logits = self.train_model(torch.cat([x_adv, x_hat, x_T]))  # one pass; (B + B' + B', K)
             logits_adv, logits_real, logits_fake = logits.split([len(x_adv), len(x_hat), len(x_T)])
             terms = dat_loss(logits_adv, y, logits_real, logits_fake, weight_ce=cfg.weight_ce, weight_bce=b.weight)
             with torch.no_grad():
-                real = logits_real.gather(1, y_prime.view(-1, 1)).squeeze(1)
-                fake = logits_fake.gather(1, y_prime.view(-1, 1)).squeeze(1)
-                out["auc"] = auroc(real.float().cpu().numpy(), fake.float().cpu().numpy())
+                real = all_gather_cat(logits_real.gather(1, y_prime.view(-1, 1)).squeeze(1).float(), self.dist)
+                fake = all_gather_cat(logits_fake.gather(1, y_prime.view(-1, 1)).squeeze(1).float(), self.dist)
+                out["auc"] = auroc(real.cpu().numpy(), fake.cpu().numpy())  # over the global batch
             out["bce"] = terms["bce"].item()
         return terms, logits_adv, out
 
@@ -336,19 +368,29 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
+    env, device = init_distributed(args.device)
+    try:
+        return _train(args, env, device)
+    finally:
+        shutdown(env)
+
+
+def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
+    """The training loop of one process (of ``env.world_size``); only rank 0 writes files."""
     set_threads(args.threads)
     run = read_json(args.config)
-    trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood, resolve_device(args.device))
+    trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood, device, env)
     cfg = trainer.cfg
     last = args.ckpt_dir / "last.pt"
     if last.exists():
         trainer.resume(last)
-        _truncate_log(args.log_csv, trainer.step)
-    else:
+        if env.is_main:
+            _truncate_log(args.log_csv, trainer.step)
+    elif env.is_main:
         _append_log(args.log_csv, {}, fresh=True)
-    log.info("run %s: %s on %s, %d steps of batch %d (%d training images), resolved config: %s", run["run"],
-             "stage 2 (DAT)" if cfg.bce else "stage 1 (AT)", trainer.device, trainer.total_steps, cfg.batch_size,
-             trainer.n_train, cfg)
+    log.info("run %s: %s on %s (process %d of %d), %d steps of global batch %d (%d training images), resolved config: %s",
+             run["run"], "stage 2 (DAT)" if cfg.bce else "stage 1 (AT)", trainer.device, env.rank, env.world_size,
+             trainer.total_steps, cfg.batch_size, trainer.n_train, cfg)
 
     stop = {"signal": None}
 
@@ -359,16 +401,21 @@ def main(argv=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(sig, on_signal)
 
-    seed = run["seed"]
-    at_batches = data_lib.infinite_batches(trainer.at_stream, cfg.batch_size, seed, start_batch=trainer.step)
-    bce_batches = None
+    def save(path: Path, resumable: bool) -> None:
+        state = trainer.state(resumable)  # collective under DDP: every process gathers, rank 0 writes
+        if env.is_main:
+            atomic_torch_save(state, path)
+        barrier(env)
+
+    seed, shard = run["seed"], (env.rank, env.world_size)
+    at_batches = data_lib.infinite_batches(trainer.at_stream, cfg.batch_size, seed, start_batch=trainer.step, shard=shard)
+    bce_batches = ood_batches = None
     if cfg.bce:
-        bce_batches = data_lib.infinite_batches(trainer.bce_stream, cfg.bce.batch_size or cfg.batch_size, seed + 1,
-                                                start_batch=trainer.step)
-    ood_batches = None
+        bce_batches = data_lib.infinite_batches(trainer.bce_stream, trainer.bce_batch_size, seed + 1,
+                                                start_batch=trainer.step, shard=shard)
     if trainer.ood_stream is not None:
-        ood_batches = data_lib.infinite_batches(trainer.ood_stream, cfg.bce.batch_size or cfg.batch_size, seed + 2,
-                                                start_batch=trainer.step)
+        ood_batches = data_lib.infinite_batches(trainer.ood_stream, trainer.bce_batch_size, seed + 2,
+                                                start_batch=trainer.step, shard=shard)
     t0, window_t, window_images = time.time(), time.time(), 0
     last_saved = time.time()
     while trainer.step < trainer.total_steps:
@@ -380,7 +427,7 @@ def main(argv=None) -> int:
             return EXIT_NONFINITE
         window_images += cfg.batch_size
         step = trainer.step
-        if step % cfg.log_every == 0 or step == trainer.total_steps:
+        if env.is_main and (step % cfg.log_every == 0 or step == trainer.total_steps):
             now = time.time()
             row.update(step=step, epoch=round(step * cfg.batch_size / trainer.n_train, 4), images=step * cfg.batch_size,
                        time_s=round(now - t0, 2), images_per_s=round(window_images / max(now - window_t, 1e-9), 2))
@@ -390,14 +437,16 @@ def main(argv=None) -> int:
                      " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "step"))
         interrupted = stop["signal"] is not None or (args.stop_after is not None and step >= args.stop_after)
         due = cfg.ckpt_every_minutes is not None and time.time() - last_saved >= 60 * cfg.ckpt_every_minutes
+        # every process must take the same decision at the same step (a signal may reach them at different times)
+        interrupted, due = (v > 0 for v in all_reduce_sum([interrupted, due], env, device))
         if step % cfg.ckpt_every_steps == 0 or due or interrupted:
-            atomic_torch_save(trainer.state(resumable=True), last)
+            save(last, resumable=True)
             last_saved = time.time()
         if interrupted:
             log.warning("stopped at step %d; rerun to resume from %s", step, last)
             return EXIT_INTERRUPTED
-    atomic_torch_save(trainer.state(resumable=True), last)
-    atomic_torch_save(trainer.state(resumable=False), args.model_out)
+    save(last, resumable=True)
+    save(args.model_out, resumable=False)
     log.info("wrote %s after %d steps in %.1f s", args.model_out, trainer.step, time.time() - t0)
     return 0
 

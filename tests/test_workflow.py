@@ -72,6 +72,15 @@ def test_slurm_profile_dry_run_puts_gpu_rules_on_the_gpu_partition(tmp_path):
     assert "slurm_partition=gpu" in train and "gpu=1" in train and "cpus_per_gpu=8" in train
 
 
+def test_multi_gpu_training_runs_under_torchrun(tmp_path):
+    out = snakemake("-n", "-p", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path), "--cores", "1",
+                    "--set-resources", "train_model:gpu=4", "--", "results/cifar10_at/model.pt")
+    assert "python -m torch.distributed.run --standalone --nproc_per_node=4 -m dat.train" in out.stdout
+    single = snakemake("-n", "-p", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path), "--cores",
+                       "1", "--", "results/cifar10_at/model.pt")
+    assert "python -m dat.train --config" in single.stdout and "torch.distributed" not in single.stdout
+
+
 def test_paper_config_dry_run_of_every_output(tmp_path):
     out = snakemake("-n", "-p", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path), "--cores", "1",
                     "all")

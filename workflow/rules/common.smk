@@ -230,6 +230,16 @@ def ood_inputs(wildcards):
     ]
 
 
+def train_launcher(wildcards, resources):
+    """`python -m dat.train`, or torchrun with one process per GPU when the job asks for several (set-resources
+    train_model: gpu: N in a profile); the config's batch size stays the global batch.
+    """
+    gpus = int(getattr(resources, "gpu", 1) or 1)
+    if gpus <= 1:
+        return "python -m dat.train"
+    return f"python -m torch.distributed.run --standalone --nproc_per_node={gpus} -m dat.train"
+
+
 def runtime_min(base):
     """Runtime in minutes that grows with each retry (a preempted job gets more time)."""
 

@@ -44,9 +44,10 @@ rule train_model:
     params:
         init=init_args,
         aux_ood=aux_ood_args,
+        launcher=train_launcher,
         data_dir=lambda wildcards: f"results/data/{dataset_of(wildcards.run)}",
     shell:
-        "python -m dat.train --config {input.cfg} --data-dir {params.data_dir} {params.init}"
+        "{params.launcher} --config {input.cfg} --data-dir {params.data_dir} {params.init}"
         " {params.aux_ood} --model-out {output.model} --log-csv results/{wildcards.run}/train_log.csv"
         " --ckpt-dir results/{wildcards.run}/ckpt --threads {threads} > {log} 2>&1"
 
