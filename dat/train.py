@@ -8,14 +8,19 @@ augmented images of an auxiliary OOD set), class-conditional contrastive samples
 y' = labels of the BCE batch, and the curriculum on T (``dat.curriculum``).
 
 The loop checkpoints ``ckpt/last.pt`` atomically every ``ckpt_every_steps`` steps (and every ``ckpt_every_minutes``
-of wall time when set) and on SIGTERM/SIGINT/SIGUSR1, and a
-rerun resumes from it (same step, curriculum, optimizer, EMA, RNG and data position).
+of wall time when set) and on SIGTERM/SIGINT/SIGUSR1 (then exits 75 so that Snakemake's retry resumes it); a rerun
+resumes from it (same step, curriculum, optimizer, EMA, RNG and data position). A non-finite loss exits 65 and
+keeps the last good checkpoint. ``precision: bf16`` autocasts the training passes; evaluation commands stay fp32.
 
-Example::
+Under torchrun (``dat.distributed``) each process trains on its slice of every global batch with DDP; rank 0
+writes the log and the checkpoints.
+
+Examples::
 
     python -m dat.train --config results/fmnist_dat/run.json --data-dir results/data/fmnist \
         --init results/fmnist_at/model.pt --model-out results/fmnist_dat/model.pt \
         --log-csv results/fmnist_dat/train_log.csv --ckpt-dir results/fmnist_dat/ckpt --threads 2
+    python -m torch.distributed.run --standalone --nproc_per_node=4 -m dat.train --config ... (same arguments)
 """
 
 from __future__ import annotations
