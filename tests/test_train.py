@@ -312,3 +312,19 @@ def test_global_batch_must_split_over_processes(workdir):
 
     with pytest.raises(ValueError, match="train.batch_size = 16 does not split over 3 processes"):
         train.Trainer(_run_config(1, 2), workdir / "data", None, dist_env=DistEnv(rank=0, world_size=3))
+
+
+def test_init_from_a_checkpoint_file_checks_its_sha256(workdir):
+    """A published stage-1 checkpoint (here: our own stage-1 model.pt) replaces stage 1 when its sha256 matches."""
+    from dat.io import sha256_file
+
+    rc, s1 = _train(workdir, 1, 2, "pub")
+    assert rc == 0
+    digest = sha256_file(s1 / "model.pt")
+    rc, s2 = _train(workdir, 2, 2, "from_pub", init=s1 / "model.pt", extra=["--init-sha256", digest])
+    assert rc == 0
+    ema = torch.load(s1 / "model.pt", weights_only=True)["ema"]
+    stage2 = torch.load(s2 / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(stage2[k], v) for k, v in ema.items() if "running_" in k)
+    with pytest.raises(ValueError, match=f"sha256 of .*pub/model.pt is {digest}, expected 0+"):
+        _train(workdir, 2, 2, "bad_pub", init=s1 / "model.pt", extra=["--init-sha256", "0" * 64])
