@@ -83,6 +83,8 @@ rule eval_robust:
         "logs/eval_robust/{run}.log",
     benchmark:
         "benchmarks/eval_robust/{run}.tsv"
+    # The longest evaluation (AutoAttack): started first among the ready ones, so it never runs alone at the end.
+    priority: 5
     conda:
         ENV
     threads: 2
