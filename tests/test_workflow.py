@@ -163,4 +163,10 @@ def test_micro_pipeline_end_to_end(tmp_path):
     again = snakemake("-n", "--configfile", config, "--directory", str(tmp_path),
                       "--cores", "2", "all")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # one self-contained HTML page with every table and figure marked report(), captions rendered from the config
+    snakemake("--configfile", config, "--directory", str(tmp_path), "--cores", "1", "--report", "report.html", "all")
+    html = (tmp_path / "report.html").read_text()
+    for name in ("table1.csv", "ood.csv", "samples_fmnist_dat.png", "reliability.png", "train_curves_fmnist_dat.png"):
+        assert name in html, name
+    assert "20 class-balanced samples" in html  # the micro config's n_final, in the caption
 

@@ -279,6 +279,18 @@ def stage2_runs(runs):
     return [run for run in runs if _method_block(run).get("bce")]
 
 
+def figure_paths(runs):
+    """The figures of make_figures: sample and seed grids per run, stage-2 curves, counterfactual and reliability."""
+    return [
+        *expand(
+            "results/figures/{kind}_{run}.png", kind=["samples", "seeds"], run=runs
+        ),
+        *expand("results/figures/train_curves_{run}.png", run=stage2_runs(runs)),
+        "results/figures/counterfactual.png",
+        "results/figures/reliability.png",
+    ]
+
+
 def all_outputs():
     """Every results table of the config, and the skeleton's other tables and figures for the runs of table1."""
     return [

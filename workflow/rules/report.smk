@@ -18,7 +18,12 @@ rule make_table:
         grid=table_inputs("grid.json"),
     output:
         tex="results/tables/{table}.tex",
-        csv="results/tables/{table}.csv",
+        csv=report(
+            "results/tables/{table}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
     log:
         "logs/make_table/{table}.log",
     benchmark:
@@ -46,6 +51,15 @@ rule make_tables:
         sampling="results/tables/sampling.tex",
         calibration="results/tables/calibration.tex",
         counterfactual="results/tables/counterfactual.tex",
+        csv=[
+            report(
+                f"results/tables/{name}.csv",
+                caption="../report/tables.rst",
+                category="Tables",
+                labels={"table": name},
+            )
+            for name in ["sampling", "ood", "calibration", "counterfactual"]
+        ],
     log:
         "logs/make_tables/tables.log",
     benchmark:
@@ -90,17 +104,15 @@ rule make_figures:
         ),
         models=expand("results/{run}/model.pt", run=table_runs("table1")),
     output:
-        samples=expand(
-            "results/figures/{kind}_{run}.png",
-            kind=["samples", "seeds"],
-            run=table_runs("table1"),
-        ),
-        curves=expand(
-            "results/figures/train_curves_{run}.png",
-            run=stage2_runs(table_runs("table1")),
-        ),
-        counterfactual="results/figures/counterfactual.png",
-        reliability="results/figures/reliability.png",
+        figures=[
+            report(
+                path,
+                caption="../report/figures.rst",
+                category="Figures",
+                labels={"figure": Path(path).stem},
+            )
+            for path in figure_paths(table_runs("table1"))
+        ],
     log:
         "logs/make_figures/figures.log",
     benchmark:
