@@ -128,6 +128,9 @@ def main(argv=None) -> int:
     aa = autoattack_accuracy(model, x_all[:n_aa], y_all[:n_aa], eps=eps, norm=norm, version=a["version"],
                              batch_size=a["batch_size"], seed=run["seed"])
     log.info("AutoAttack (%s) robust accuracy %.4f on %d", a["version"], aa["acc_robust"], n_aa)
+    # our PGD on exactly the AutoAttack examples: AutoAttack, the stronger attack, should not be above it
+    aa["acc_robust_pgd_same_examples"] = pgd_accuracy(model, x_all[:n_aa], y_all[:n_aa], eps=eps, step_size=step_size,
+                                                      steps=p["steps"], norm=norm, batch_size=bs)[0]
     write_json({
         "run": run["run"], "dataset": run["dataset"]["name"], "norm": norm, "eps": eps,
         "eps_str": str(run["dataset"]["threat_model"]["eps"]), "n_clean": n_clean, "acc_clean": acc_clean,

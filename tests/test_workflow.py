@@ -145,6 +145,7 @@ def test_micro_pipeline_end_to_end(tmp_path):
         robust = json.loads((res / run / "metrics/robust.json").read_text())
         assert 0 <= robust["autoattack"]["acc_robust"] <= robust["autoattack"]["acc_clean"] <= 1
         assert robust["autoattack"]["max_perturbation"] <= 1.5 + 1e-4
+        assert robust["autoattack"]["acc_robust"] <= robust["autoattack"]["acc_robust_pgd_same_examples"]
         fid = json.loads((res / run / "metrics/fid.json").read_text())
         assert np.isfinite(fid["fid"]) and fid["n_samples"] == 20
         grid = json.loads((res / run / "grid.json").read_text())
