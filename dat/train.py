@@ -147,7 +147,7 @@ class Trainer:
         self.device = torch.device(device)
         self.dist = dist_env
         self.cfg = TrainConfig.from_dict(run["train"])
-        self.batch_size = shard_size(self.cfg.batch_size, dist_env, "train.batch_size")  # this process's share
+        shard_size(self.cfg.batch_size, dist_env, "train.batch_size")  # fails here when a batch does not split
         if self.cfg.bce:
             self.bce_batch_size = self.cfg.bce.batch_size or self.cfg.batch_size  # global
             shard_size(self.bce_batch_size, dist_env, "train.bce.batch_size")
@@ -217,7 +217,7 @@ class Trainer:
             out["ema_updates"] = self.ema.updates if self.ema else 0
             out["curriculum"] = self.curriculum.state_dict() if self.curriculum else None
             out["rng"] = _rng_state()
-            out["rng_ranks"] = all_gather_object(_rng_state(), self.dist)  # collective: every process calls state()
+            out["rng_ranks"] = all_gather_object(out["rng"], self.dist)  # collective: every process calls state()
             out["generator"] = self.generator.get_state()
         return out
 

@@ -82,6 +82,11 @@ def _method_block(run):
     }
 
 
+def bce_block(run):
+    """The run's stage-2 BCE block ({} for a stage-1 method)."""
+    return _method_block(run).get("bce") or {}
+
+
 _check_references(config)
 for _run in config["runs"]:
     try:  # parse every run's training block now, so a bad override fails before any job starts
@@ -91,7 +96,7 @@ for _run in config["runs"]:
         )
     except ValueError as err:
         raise WorkflowError(f"config: {err}") from err
-    _ood_set = (_method_block(_run).get("bce") or {}).get("ood_set") or ""
+    _ood_set = bce_block(_run).get("ood_set") or ""
     if _ood_set.startswith("npz:") and not os.path.exists(_ood_set[4:]):
         raise WorkflowError(
             f"config: runs.{_run}: the auxiliary OOD file {_ood_set[4:]} (bce.ood_set) does not exist"
@@ -189,11 +194,6 @@ def init_args(wildcards, input):
     if isinstance(init, str):
         return f"--init {input.init}"
     return f"--init {input.init} --init-sha256 {init['sha256']}"
-
-
-def bce_block(run):
-    """The run's stage-2 BCE block ({} for a stage-1 method)."""
-    return _method_block(run).get("bce") or {}
 
 
 def aux_ood_input(wildcards):

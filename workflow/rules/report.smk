@@ -68,7 +68,9 @@ rule make_tables:
         ENV
     params:
         runs=" ".join(f"results/{run}" for run in table_runs("table1")),
-        labels=" ".join(f'"{label}"' for label in config["tables"]["table1"]["rows"]),
+        labels=" ".join(
+            shlex.quote(label) for label in config["tables"]["table1"]["rows"]
+        ),
     shell:
         "python -m dat.report tables --runs {params.runs} --labels {params.labels} --out-dir results/tables > {log} 2>&1"
 
@@ -121,6 +123,8 @@ rule make_figures:
         ENV
     params:
         runs=" ".join(f"results/{run}" for run in table_runs("table1")),
-        labels=" ".join(f'"{label}"' for label in config["tables"]["table1"]["rows"]),
+        labels=" ".join(
+            shlex.quote(label) for label in config["tables"]["table1"]["rows"]
+        ),
     shell:
         "python -m dat.report figures --runs {params.runs} --labels {params.labels} --out-dir results/figures > {log} 2>&1"
