@@ -169,7 +169,8 @@ def _convert(images: Sequence[np.ndarray] | np.ndarray, channels: int, size: int
     """Resize (PIL bicubic) and convert uint8 images (H, W[, C]) to (N, size, size, channels) uint8."""
     out = []
     for img in images:
-        pil = Image.fromarray(np.asarray(img, dtype=np.uint8))
+        img = np.asarray(img, dtype=np.uint8)
+        pil = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img)  # (H, W, 1) -> (H, W)
         pil = pil.convert("L" if channels == 1 else "RGB")  # ITU-R 601 luma for grayscale
         if pil.size != (size, size):
             pil = pil.resize((size, size), Image.BICUBIC)
@@ -229,7 +230,7 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
             raise ValueError(f"OOD set {name!r} needs its root folder (datasets.<name>.ood_roots.{name})")
         images = load_split(name, root, "test", download)[0]
         images = images[rng.permutation(len(images))[:n]]
-        return _convert([img[..., 0] if img.shape[-1] == 1 else img for img in images], channels, image_size)
+        return _convert(images, channels, image_size)
     if name == "noise":
         return rng.integers(0, 256, size=(n, image_size, image_size, channels), dtype=np.uint8)
     if name == "mnist5k":
@@ -255,7 +256,7 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
         if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
             x = x.transpose(0, 2, 3, 1)
         x = x[rng.permutation(len(x))[:n]]
-        return _convert([img[..., 0] if img.shape[-1] == 1 else img for img in x], channels, image_size)
+        return _convert(x, channels, image_size)
     raise ValueError(f"unknown OOD set {name!r}; valid: {', '.join(OOD_SETS + DATASET_OOD_SETS)}, npz:<path>")
 
 

@@ -30,7 +30,7 @@ from dat.checkpoint import load_model
 from dat.data import to_tensor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import auroc
-from dat.models import energy
+from dat.models import device_of, energy
 
 log = logging.getLogger("dat.eval_ood")
 
@@ -56,7 +56,7 @@ SCORES = {"energy": score_energy, "max_softmax": score_max_softmax}
 
 def scores(model, x: torch.Tensor, name: str, batch_size: int) -> np.ndarray:
     """Score ``name`` of images x (N, C, H, W) in [0, 1], in batches on the model's device: (N,) float32."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     with torch.no_grad():
         return torch.cat([SCORES[name](model(x[i:i + batch_size].to(device))).cpu()
                           for i in range(0, len(x), batch_size)]).numpy()
@@ -65,7 +65,7 @@ def scores(model, x: torch.Tensor, name: str, batch_size: int) -> np.ndarray:
 def adversarial_scores(model, x, name, *, eps, step_size, steps, batch_size) -> np.ndarray:
     """Scores after L2 PGD that raises the (attack form of the) score in the eps-ball around each image."""
     objective = _attack_objective(name)
-    device = next(model.parameters()).device
+    device = device_of(model)
     out = []
     for i in range(0, len(x), batch_size):
         x_adv = pgd_maximize(lambda z: objective(model(z)), x[i:i + batch_size].to(device), eps=eps, step_size=step_size, steps=steps,

@@ -30,28 +30,35 @@ from dat.checkpoint import load_model
 from dat.config import threat_model
 from dat.data import to_tensor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
+from dat.models import device_of
 
 log = logging.getLogger("dat.eval_robust")
 
 
 def predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Argmax predictions (N,) int64 for images (N, C, H, W) in [0, 1], in batches, without gradients."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     with torch.no_grad():
         return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
 
 
-def pgd_accuracy(model, x, y, *, eps, step_size, steps, norm, batch_size) -> tuple[float, float]:
-    """Robust accuracy under untargeted CE PGD (zero start); returns (accuracy, max perturbation norm)."""
-    correct, max_pert = 0, 0.0
-    device = next(model.parameters()).device
+def pgd_robust(model, x, y, *, eps, step_size, steps, norm, batch_size) -> tuple[torch.Tensor, torch.Tensor]:
+    """Untargeted CE PGD (zero start), example by example.
+
+    Returns:
+        (correct (N,) bool: still classified right after the attack, perturbation (N,) float: its L2 or Linf norm).
+        Each example's outcome depends on that example alone (model in eval mode), so a prefix of the result is
+        the result on that prefix of the examples.
+    """
+    correct, pert = [], []
+    device = device_of(model)
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         x_adv = pgd_attack(model, xb, yb, eps=eps, step_size=step_size, steps=steps, norm=norm)
-        correct += int((predict(model, x_adv, batch_size) == yb.cpu()).sum())
+        correct.append(predict(model, x_adv, batch_size) == yb.cpu())
         delta = (x_adv - xb).flatten(1)
-        max_pert = max(max_pert, float(delta.norm(dim=1).max() if norm == "L2" else delta.abs().max()))
-    return correct / len(x), max_pert
+        pert.append((delta.norm(dim=1) if norm == "L2" else delta.abs().amax(dim=1)).cpu())
+    return torch.cat(correct), torch.cat(pert)
 
 
 class _Collect(logging.Handler):
@@ -74,7 +81,7 @@ def autoattack_accuracy(model, x, y, *, eps, norm, version, batch_size, seed) ->
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            device = next(model.parameters()).device
+            device = device_of(model)
             adversary = AutoAttack(model, norm=norm, eps=eps, version=version, device=device, seed=seed)
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
             x_adv = x_adv.cpu()
@@ -119,18 +126,19 @@ def main(argv=None) -> int:
     log.info("clean accuracy %.4f on %d test images", acc_clean, n_clean)
     p = ev["pgd"]
     n_pgd = min(p["n_examples"] or len(y_all), len(y_all))
-    step_size = eps * p["step_size_factor"] / p["steps"]
-    acc_pgd, max_pert = pgd_accuracy(model, x_all[:n_pgd], y_all[:n_pgd], eps=eps, step_size=step_size, steps=p["steps"],
-                                     norm=norm, batch_size=bs)
-    log.info("PGD-%d %s eps=%g robust accuracy %.4f on %d", p["steps"], norm, eps, acc_pgd, n_pgd)
     a = ev["autoattack"]
     n_aa = min(a["n_examples"] or len(y_all), len(y_all))
+    step_size = eps * p["step_size_factor"] / p["steps"]
+    # one PGD pass over the first max(n_pgd, n_aa) examples serves the PGD row and the AutoAttack examples
+    correct, pert = pgd_robust(model, x_all[:max(n_pgd, n_aa)], y_all[:max(n_pgd, n_aa)], eps=eps, step_size=step_size,
+                               steps=p["steps"], norm=norm, batch_size=bs)
+    acc_pgd, max_pert = int(correct[:n_pgd].sum()) / n_pgd, float(pert[:n_pgd].max())
+    log.info("PGD-%d %s eps=%g robust accuracy %.4f on %d", p["steps"], norm, eps, acc_pgd, n_pgd)
     aa = autoattack_accuracy(model, x_all[:n_aa], y_all[:n_aa], eps=eps, norm=norm, version=a["version"],
                              batch_size=a["batch_size"], seed=run["seed"])
     log.info("AutoAttack (%s) robust accuracy %.4f on %d", a["version"], aa["acc_robust"], n_aa)
     # our PGD on exactly the AutoAttack examples: AutoAttack, the stronger attack, should not be above it
-    aa["acc_robust_pgd_same_examples"] = pgd_accuracy(model, x_all[:n_aa], y_all[:n_aa], eps=eps, step_size=step_size,
-                                                      steps=p["steps"], norm=norm, batch_size=bs)[0]
+    aa["acc_robust_pgd_same_examples"] = int(correct[:n_aa].sum()) / n_aa
     write_json({
         "run": run["run"], "dataset": run["dataset"]["name"], "norm": norm, "eps": eps,
         "eps_str": str(run["dataset"]["threat_model"]["eps"]), "n_clean": n_clean, "acc_clean": acc_clean,

@@ -265,5 +265,10 @@ def set_train_mode(model: nn.Module, *, freeze_batchnorm: bool) -> None:
             module.eval()
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (where its inputs must go)."""
+    return next(model.parameters()).device
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

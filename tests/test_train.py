@@ -54,12 +54,16 @@ def workdir(tmp_path):
     return tmp_path
 
 
+def _cli(workdir: Path, cfg: Path, name: str) -> list[str]:
+    """dat.train arguments of a run writing to ``workdir/name`` with run config ``cfg``, on one thread."""
+    return ["--config", str(cfg), "--data-dir", str(workdir / "data"), "--model-out", str(workdir / f"{name}/model.pt"),
+            "--log-csv", str(workdir / f"{name}/train_log.csv"), "--ckpt-dir", str(workdir / f"{name}/ckpt"), "--threads", "1"]
+
+
 def _train(workdir: Path, stage: int, steps: int, name: str, init: Path | None = None, extra=()) -> tuple[int, Path]:
     cfg = workdir / f"{name}.json"
     write_json(_run_config(stage, steps), cfg)
-    args = ["--config", str(cfg), "--data-dir", str(workdir / "data"), "--model-out", str(workdir / f"{name}/model.pt"),
-            "--log-csv", str(workdir / f"{name}/train_log.csv"), "--ckpt-dir", str(workdir / f"{name}/ckpt"), "--threads", "1",
-            *extra]
+    args = [*_cli(workdir, cfg, name), *extra]
     if init is not None:
         args += ["--init", str(init)]
     return train.main(args), workdir / name
@@ -159,9 +163,7 @@ def test_stage2_from_auxiliary_ood_starts_resumes_exactly(workdir):
     write_json(_ood_config(4), workdir / "ood.json")
 
     def run(name, *extra):
-        return train.main(["--config", str(workdir / "ood.json"), "--data-dir", str(workdir / "data"), "--aux-ood", str(aux),
-                           "--model-out", str(workdir / f"{name}/model.pt"), "--log-csv", str(workdir / f"{name}/log.csv"),
-                           "--ckpt-dir", str(workdir / f"{name}/ckpt"), "--threads", "1", *extra])
+        return train.main([*_cli(workdir, workdir / "ood.json", name), "--aux-ood", str(aux), *extra])
 
     assert run("full") == 0
     assert run("part", "--stop-after", "2") == train.EXIT_INTERRUPTED
@@ -233,19 +235,16 @@ def test_bf16_channels_last_and_timed_checkpoints(workdir, monkeypatch):
     cfg["train"].update(precision="bf16", channels_last=True, ckpt_every_steps=1000, ckpt_every_minutes=1e-9)
     write_json(cfg, workdir / "bf16.json")
     out = workdir / "bf16"
-    args = ["--data-dir", str(workdir / "data"), "--model-out", str(out / "model.pt"), "--log-csv", str(out / "log.csv"),
-            "--ckpt-dir", str(out / "ckpt"), "--threads", "1"]
-    assert train.main(["--config", str(workdir / "bf16.json"), *args]) == 0
+    assert train.main(_cli(workdir, workdir / "bf16.json", "bf16")) == 0
     assert saved == [("last.pt", 1), ("last.pt", 2), ("last.pt", 3), ("last.pt", 3), ("model.pt", 3)]
-    with open(out / "log.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _log(out)
     assert len(rows) == 3 and all(np.isfinite(float(r["loss"])) and np.isfinite(float(r["bce"])) for r in rows)
     ckpt = torch.load(out / "model.pt", weights_only=True)
     assert all(v.dtype != torch.bfloat16 for v in ckpt["model"].values())
     cfg["train"]["precision"] = "fp16"
     write_json(cfg, workdir / "bad.json")
     with pytest.raises(ValueError, match="train.precision"):
-        train.main(["--config", str(workdir / "bad.json"), *args])
+        train.main(_cli(workdir, workdir / "bad.json", "bf16"))
 
 
 def test_nonfinite_loss_stops_with_its_own_exit_code_keeping_the_last_good_checkpoint(workdir, monkeypatch):
@@ -267,9 +266,7 @@ def test_nonfinite_loss_stops_with_its_own_exit_code_keeping_the_last_good_check
 
 def _torchrun(workdir: Path, cfg_path: Path, name: str, nproc: int, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "dat.train",
-           "--config", str(cfg_path), "--data-dir", str(workdir / "data"), "--model-out", str(workdir / f"{name}/model.pt"),
-           "--log-csv", str(workdir / f"{name}/train_log.csv"), "--ckpt-dir", str(workdir / f"{name}/ckpt"),
-           "--threads", "1", "--device", "cpu", *extra]
+           *_cli(workdir, cfg_path, name), "--device", "cpu", *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
@@ -283,9 +280,7 @@ def test_data_parallel_stage2_matches_one_process_and_resumes(workdir):
     cfg["train"]["augment"] = {"at": ["none"], "bce": ["none"]}
     cfg["train"]["bce"]["auc_threshold"] = 0.6
     write_json(cfg, workdir / "ddp.json")
-    assert train.main(["--config", str(workdir / "ddp.json"), "--data-dir", str(workdir / "data"), "--model-out",
-                       str(workdir / "one/model.pt"), "--log-csv", str(workdir / "one/train_log.csv"), "--ckpt-dir",
-                       str(workdir / "one/ckpt"), "--threads", "1", "--device", "cpu"]) == 0
+    assert train.main([*_cli(workdir, workdir / "ddp.json", "one"), "--device", "cpu"]) == 0
     proc = _torchrun(workdir, workdir / "ddp.json", "two", 2)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     one = torch.load(workdir / "one/model.pt", weights_only=True)
