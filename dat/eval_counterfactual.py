@@ -27,7 +27,7 @@ import torch
 
 from dat.attacks import target_logit_attack
 from dat.checkpoint import load_model
-from dat.data import to_tensor, to_uint8
+from dat.data import open_images, to_tensor, to_uint8
 from dat.inception import load_feature_extractor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import feature_statistics, fid_from_features
@@ -60,9 +60,9 @@ def main(argv=None) -> int:
     extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
     t0 = time.time()
     rng = np.random.default_rng(c["seed"])
-    with np.load(args.data) as f:
-        idx = rng.permutation(len(f["y"]))[: c["n_images"]]
-        x, y = to_tensor(f["x"][idx]), torch.from_numpy(f["y"][idx]).long()
+    x_all, y_all = open_images(args.data)
+    idx = rng.permutation(len(y_all))[: c["n_images"]]
+    x, y = to_tensor(x_all[idx]), torch.from_numpy(y_all[idx]).long()
     target = (y + torch.from_numpy(rng.integers(1, K, size=len(y)))) % K
     with np.load(args.ref) as ref:
         ref_feats, ref_labels = ref["features"], ref["labels"]

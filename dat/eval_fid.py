@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dat.data import open_images, take
 from dat.inception import load_feature_extractor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import fid_from_features, inception_score
@@ -64,11 +65,10 @@ def main(argv=None) -> int:
     t0 = time.time()
     mu_ref, sigma_ref, n_ref = _ref(args.ref)
     if args.mode == "floor":
-        with np.load(args.data) as f:
-            x = f["x"]
+        x = open_images(args.data, labels=False)[0]
         idx = np.random.default_rng(args.seed).permutation(len(x))[: args.n]
         extractor = load_feature_extractor(args.extractor, str(resolve_device(args.device)))
-        fid = fid_from_features(extractor(x[idx])["features"], mu_ref, sigma_ref)
+        fid = fid_from_features(extractor(take(x, idx))["features"], mu_ref, sigma_ref)
         write_json({"fid_floor": float(fid), "n_real": int(len(idx)), "n_ref": n_ref, "extractor": extractor.name,
                     "data": str(args.data), "seed": args.seed, "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
         log.info("FID floor %.2f (%d real test images vs %d reference)", fid, len(idx), n_ref)

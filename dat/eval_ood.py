@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from dat.attacks import pgd_maximize
 from dat.checkpoint import load_model
-from dat.data import to_tensor
+from dat.data import open_images, to_tensor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import auroc
 from dat.models import device_of, energy
@@ -97,14 +97,12 @@ def main(argv=None) -> int:
     model, _ = load_model(args.model, ev["weights"], resolve_device(args.device))
     bs = ev["batch_size"]
     t0 = time.time()
-    with np.load(args.data) as f:
-        x_in = to_tensor(f["x"][: o["n_in"]])
+    x_in = to_tensor(open_images(args.data, labels=False)[0][: o["n_in"]])
     s_in = {name: scores(model, x_in, name, bs) for name in SCORES}
     rows = []
     for path in args.ood:
         name = path.stem.removeprefix("ood_")
-        with np.load(path) as f:
-            x_out = to_tensor(f["x"][: o["n_out"]])
+        x_out = to_tensor(open_images(path, labels=False)[0][: o["n_out"]])
         for score in SCORES:
             clean = scores(model, x_out, score, bs)
             adv = adversarial_scores(model, x_out, score, eps=eps_o, step_size=o["step_size"], steps=o["steps"], batch_size=bs)

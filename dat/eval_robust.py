@@ -22,13 +22,12 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dat.attacks import pgd_attack
 from dat.checkpoint import load_model
 from dat.config import threat_model
-from dat.data import to_tensor
+from dat.data import open_images, to_tensor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.models import device_of
 
@@ -117,12 +116,15 @@ def main(argv=None) -> int:
     ev = run["evaluate"]
     norm, eps = threat_model(run["dataset"])
     model, _ = load_model(args.model, ev["weights"], resolve_device(args.device))
-    with np.load(args.data) as f:
-        x_all, y_all = to_tensor(f["x"]), torch.from_numpy(f["y"]).long()
+    images, labels = open_images(args.data)
+    y_all = torch.from_numpy(labels).long()
     bs = ev["batch_size"]
     t0 = time.time()
     n_clean = min(ev["n_clean"] or len(y_all), len(y_all))
-    acc_clean = float((predict(model, x_all[:n_clean], bs) == y_all[:n_clean]).float().mean())
+    # clean accuracy converts images chunk by chunk (a full ImageNet test set does not fit in memory as floats)
+    chunk = max(bs, 5000)
+    acc_clean = float(torch.cat([predict(model, to_tensor(images[i:min(i + chunk, n_clean)]), bs)
+                                 for i in range(0, n_clean, chunk)]).eq(y_all[:n_clean]).float().mean())
     log.info("clean accuracy %.4f on %d test images", acc_clean, n_clean)
     p = ev["pgd"]
     n_pgd = min(p["n_examples"] or len(y_all), len(y_all))
@@ -130,7 +132,8 @@ def main(argv=None) -> int:
     n_aa = min(a["n_examples"] or len(y_all), len(y_all))
     step_size = eps * p["step_size_factor"] / p["steps"]
     # one PGD pass over the first max(n_pgd, n_aa) examples serves the PGD row and the AutoAttack examples
-    correct, pert = pgd_robust(model, x_all[:max(n_pgd, n_aa)], y_all[:max(n_pgd, n_aa)], eps=eps, step_size=step_size,
+    x_all = to_tensor(images[:max(n_pgd, n_aa)])  # the attacked prefix (the protocol caps ImageNet at 5,000)
+    correct, pert = pgd_robust(model, x_all, y_all[:max(n_pgd, n_aa)], eps=eps, step_size=step_size,
                                steps=p["steps"], norm=norm, batch_size=bs)
     acc_pgd, max_pert = int(correct[:n_pgd].sum()) / n_pgd, float(pert[:n_pgd].max())
     log.info("PGD-%d %s eps=%g robust accuracy %.4f on %d", p["steps"], norm, eps, acc_pgd, n_pgd)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dat.data import open_images, take
 from dat.inception import load_feature_extractor
 from dat.io import add_device_argument, provenance, resolve_device, save_npz, set_threads, setup_logging, write_json
 from dat.metrics import feature_statistics
@@ -62,12 +63,11 @@ def main(argv=None) -> int:
     setup_logging()
     set_threads(args.threads)
     t0 = time.time()
-    with np.load(args.data) as f:
-        x, y = f["x"], f["y"]
+    x, y = open_images(args.data)
     idx = balanced_subset(y, args.n_ref, args.seed)
     extractor = load_feature_extractor(args.extractor, str(resolve_device(args.device)))
     log.info("computing features of %d training images with %s", len(idx), extractor.name)
-    features = extractor(x[idx], batch_size=args.batch_size)["features"]
+    features = extractor(take(x, idx), batch_size=args.batch_size)["features"]
     mu, sigma = feature_statistics(features)
     save_npz(args.out, features=features, labels=y[idx].astype(np.int64), mu=mu, sigma=sigma)
     write_json({"extractor": extractor.name, "n_ref": int(len(idx)), "seed": args.seed, "data": str(args.data),

@@ -2,7 +2,8 @@
 
 ``splits`` reads (or, with ``download: true``, downloads) the dataset, keeps a class-balanced subset of
 ``n_train`` training images when set, checks shapes and labels against the config, and writes ``train.npz`` and
-``test.npz`` (``x`` uint8 (N, H, W, C), ``y`` int64). ``ood`` writes one OOD set (an evaluation set, or the
+``test.npz`` (``x`` uint8 (N, H, W, C), ``y`` int64; for ImageNet and RestrictedImageNet a file index decoded on
+access, see :func:`dat.data.open_images`). ``ood`` writes one OOD set (an evaluation set, or the
 auxiliary chain starts of stage 2 with ``--n``/``--seed``), converted to the dataset's size and channels.
 
 Examples::
@@ -22,17 +23,24 @@ from pathlib import Path
 
 import numpy as np
 
-from dat.data import load_ood, load_split
+from dat.data import ImageFiles, load_ood, load_split, save_images, take
 from dat.fid_ref import balanced_subset
-from dat.io import provenance, read_json, save_npz, setup_logging, write_json
+from dat.io import provenance, read_json, setup_logging, write_json
 
 log = logging.getLogger("dat.prepare")
 
 
-def check_split(x: np.ndarray, y: np.ndarray, ds: dict, where: str) -> None:
-    """Raise ValueError naming ``where`` when images or labels do not match the dataset config."""
+def check_split(x, y: np.ndarray, ds: dict, where: str) -> None:
+    """Raise ValueError naming ``where`` when images or labels do not match the dataset config (for a file index,
+    its first and last image are decoded, so an unreadable or mis-sized file fails here, not in training)."""
     want = (ds["image_size"], ds["image_size"], ds["channels"])
-    if x.dtype != np.uint8 or x.shape[1:] != want:
+    if len(y) == 0:
+        raise ValueError(f"{where}: no images")
+    if isinstance(x, ImageFiles):
+        for i in (0, len(x) - 1):
+            if x[i].shape != want:
+                raise ValueError(f"{where}: {x.paths[i]} decodes to {x[i].shape}, expected {want}")
+    elif x.dtype != np.uint8 or x.shape[1:] != want:
         raise ValueError(f"{where}: images are {x.dtype} {x.shape[1:]}, config datasets.{ds['name']} expects uint8 {want}")
     if len(y) != len(x) or y.min() < 0 or y.max() >= ds["num_classes"]:
         raise ValueError(f"{where}: labels outside [0, {ds['num_classes']}) or count mismatch ({len(y)} vs {len(x)})")
@@ -46,12 +54,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.add_argument("--out-dir", type=Path, required=True)
     b = sub.add_parser("ood", help="one OOD evaluation set")
     b.add_argument("--config", type=Path, required=True, help="dataset.json")
-    b.add_argument("--name", required=True, help="OOD set name (mnist5k, digits, photos, noise, npz:<path>)")
+    b.add_argument("--name", required=True, help="OOD set name (see dat.data.load_ood: mnist5k, digits, photos, noise, "
+                   "cifar10, cifar100, svhn, imagenet_minus_rimagenet, openimages, file:<path>)")
     b.add_argument("--n", type=int, default=None, help="images to keep (default: the dataset's n_ood)")
     b.add_argument("--seed", type=int, default=None, help="selection/crop seed (default: the dataset's subset_seed)")
+    b.add_argument("--split", choices=("train", "test"), default="test",
+                   help="split of a dataset OOD set: test (evaluation) or train (auxiliary chain starts)")
     b.add_argument("--out", type=Path, required=True)
     c = sub.add_parser("download", help="fetch a dataset's files with torchvision's downloaders (checksums verified)")
-    c.add_argument("--source", required=True, help="fashion_mnist, mnist, cifar10, cifar100 or svhn")
+    c.add_argument("--source", required=True, help="fashion_mnist, mnist, cifar10, cifar100 or svhn (ImageNet and Open "
+                   "Images are downloaded by hand)")
     c.add_argument("--root", required=True, help="folder that receives the files")
     c.add_argument("--done", type=Path, required=True, help="marker file written when both splits load")
     return p.parse_args(argv)
@@ -72,18 +84,20 @@ def main(argv=None) -> int:
         n = args.n if args.n is not None else ds.get("n_ood", 1024)
         seed = args.seed if args.seed is not None else ds.get("subset_seed", 0)
         x = load_ood(args.name, n, ds["channels"], ds["image_size"], seed=seed,
-                     root=(ds.get("ood_roots") or {}).get(args.name), download=ds.get("download", False))
-        save_npz(args.out, x=x)
+                     root=(ds.get("ood_roots") or {}).get(args.name), download=ds.get("download", False),
+                     split=args.split)
+        save_images(args.out, x)
         log.info("OOD set %s: %d images %s -> %s", args.name, len(x), x.shape[1:], args.out)
         return 0
     counts = {}
     for split in ("train", "test"):
-        x, y = load_split(ds["source"], ds["root"], split, ds.get("download", False))
+        x, y = load_split(ds["source"], ds["root"], split, ds.get("download", False), image_size=ds["image_size"],
+                          crop_fraction=ds.get("crop_fraction", 0.875))
         check_split(x, y, ds, f"{ds['source']} {split} split in {ds['root']}")
         if split == "train" and ds.get("n_train"):
             idx = balanced_subset(y, ds["n_train"], ds.get("subset_seed", 0))
-            x, y = x[idx], y[idx]
-        save_npz(args.out_dir / f"{split}.npz", x=x, y=y)
+            x, y = take(x, idx), y[idx]
+        save_images(args.out_dir / f"{split}.npz", x, y)
         counts[split] = {"n": int(len(y)), "per_class": np.bincount(y, minlength=ds["num_classes"]).tolist()}
         log.info("%s: %d images, per class %s", split, len(y), counts[split]["per_class"])
     write_json({"dataset": ds["name"], "source": ds["source"], "root": ds["root"], "splits": counts,

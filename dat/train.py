@@ -29,7 +29,6 @@ import argparse
 import csv
 import logging
 import math
-import os
 import random
 import signal
 import sys
@@ -42,6 +41,7 @@ from torch import nn
 
 from dat import data as data_lib
 from dat.attacks import pgd_attack
+from dat.checkpoint import INIT_FORMATS, published_weights
 from dat.config import TrainConfig
 from dat.curriculum import StepCurriculum
 from dat.distributed import (
@@ -142,7 +142,8 @@ class Trainer:
     """Owns the model, optimiser, EMA, data streams and curriculum of one training run."""
 
     def __init__(self, run: dict, data_dir: Path, init_path: Path | None, init_sha256: str | None = None,
-                 aux_ood: Path | None = None, device: str | torch.device = "cpu", dist_env: DistEnv = DistEnv()):
+                 aux_ood: Path | None = None, device: str | torch.device = "cpu", dist_env: DistEnv = DistEnv(),
+                 init_format: str = "dat"):
         self.run = run
         self.device = torch.device(device)
         self.dist = dist_env
@@ -157,7 +158,7 @@ class Trainer:
         self.generator = seed_everything(run["seed"])
         if dist_env.rank:  # each process augments its own shard with its own stream; rank 0 matches one process
             torch.manual_seed(run["seed"] + 1000 * dist_env.rank)
-        x_train, y_train = _load_npz(data_dir / "train.npz")
+        x_train, y_train = data_lib.open_images(data_dir / "train.npz")
         self.n_train = len(y_train)
         self.total_steps = self.cfg.total_steps(self.n_train)
         aug = self.cfg.augment
@@ -168,7 +169,7 @@ class Trainer:
         if self.cfg.bce and self.cfg.bce.init == "ood":
             if aux_ood is None:
                 raise ValueError("train.bce.init is 'ood' but no --aux-ood file was given (the prepare_aux_ood rule)")
-            x_ood = _load_npz(aux_ood, labels=False)[0]
+            x_ood = data_lib.open_images(aux_ood, labels=False)[0]
             if x_ood.shape[1:] != x_train.shape[1:]:
                 raise ValueError(f"{aux_ood}: images {x_ood.shape[1:]} differ from the training images {x_train.shape[1:]}")
             self.ood_stream = data_lib.ArrayDataset(x_ood, np.zeros(len(x_ood), np.int64), make(aug.bce))
@@ -177,13 +178,18 @@ class Trainer:
             **run["model"].get("kwargs", {}),
         )
         self.model = build_model(**self.model_kwargs)
+        self.init_sha256 = None  # of the checkpoint this run started from, recorded in its own checkpoints
         if init_path is not None:
-            self._load_init(init_path, init_sha256)
+            self._load_init(init_path, init_sha256, init_format)
         self.model.to(self.device, memory_format=torch.channels_last if self.cfg.channels_last else torch.preserve_format)
         self.train_model = self.model  # what the loss forward runs: DDP-wrapped when data-parallel
         if dist_env.enabled:
             self.train_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.attack_model = self.model  # what the attack and the sampler differentiate (no gradient sync needed)
+        if self.cfg.compile:  # torch.compile both callers; the weights stay those of self.model (checkpoints unchanged)
+            self.attack_model = torch.compile(self.model, backend=self.cfg.compile_backend)
+            self.train_model = torch.compile(self.train_model, backend=self.cfg.compile_backend)
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.ema = EMA(self.model, self.cfg.ema_decay, self.cfg.ema_warmup) if self.cfg.ema_decay else None
         b = self.cfg.bce
@@ -192,13 +198,16 @@ class Trainer:
         )
         self.step = 0
 
-    def _load_init(self, path: Path, sha256: str | None) -> None:
-        if sha256 and sha256_file(path) != sha256:
-            raise ValueError(f"init_from: sha256 of {path} is {sha256_file(path)}, expected {sha256}")
+    def _load_init(self, path: Path, sha256: str | None, fmt: str = "dat") -> None:
+        digest = sha256_file(path)
+        if sha256 and digest != sha256:
+            raise ValueError(f"init_from: sha256 of {path} is {digest}, expected {sha256}")
+        if not sha256 and fmt != "dat":
+            log.warning("init_from %s has no sha256 in the config; its sha256 is %s", path, digest)
+        self.init_sha256 = digest
         ckpt = load_checkpoint(path)
-        weights = ckpt.get("ema") or ckpt["model"]
-        self.model.load_state_dict(weights)
-        log.info("initialised from %s (%s weights)", path, "EMA" if ckpt.get("ema") else "raw")
+        self.model.load_state_dict(published_weights(ckpt, fmt, self.model))
+        log.info("initialised from %s (format %s%s)", path, fmt, ", EMA weights" if fmt == "dat" and ckpt.get("ema") else "")
 
     # -- checkpoints -----------------------------------------------------------------------------------
     def state(self, resumable: bool) -> dict:
@@ -211,6 +220,7 @@ class Trainer:
             "model_name": self.model_kwargs["arch"],
             "model_kwargs": {k: v for k, v in self.model_kwargs.items() if k != "arch"},
             "config": self.run,
+            "init_sha256": self.init_sha256,
         }
         if resumable:
             out["optimizer"] = self.optimizer.state_dict()
@@ -295,7 +305,7 @@ class Trainer:
         cfg, model, device = self.cfg, self.model, self.device
         model.eval()  # attacks and the sampler run in eval mode (protocol: stage-1 attack too)
         a = cfg.attack
-        x_adv = pgd_attack(model, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps, norm=a.norm,
+        x_adv = pgd_attack(self.attack_model, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps, norm=a.norm,
                            random_start=a.random_start, generator=self.generator)
         out = {}
         if bce_batch is None:
@@ -307,7 +317,7 @@ class Trainer:
             b = cfg.bce
             x0 = self._input(x_init if x_init is not None else self.chain_starts(len(x_hat)))
             target = y_prime if b.conditional else None
-            x_T, _ = normalized_gradient_ascent(model, x0, target, step_size=b.step_size, steps=self.curriculum.steps)
+            x_T, _ = normalized_gradient_ascent(self.attack_model, x0, target, step_size=b.step_size, steps=self.curriculum.steps)
             set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
             logits = self.train_model(torch.cat([x_adv, x_hat, x_T]))  # one pass; (B + B' + B', K)
             logits_adv, logits_real, logits_fake = logits.split([len(x_adv), len(x_hat), len(x_T)])
@@ -323,13 +333,6 @@ class Trainer:
 def _to_cpu(state: dict) -> dict:
     """A state dict with every tensor on the CPU, so checkpoints load anywhere."""
     return {k: v.detach().cpu() for k, v in state.items()}
-
-
-def _load_npz(path: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    if not path.exists():
-        raise FileNotFoundError(f"training data not found: {path} (run the prepare_data rule first)")
-    with np.load(path) as f:
-        return f["x"], (f["y"] if labels else None)
 
 
 def _append_log(path: Path, row: dict, fresh: bool) -> None:
@@ -360,6 +363,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, required=True, help="folder with train.npz of the run's dataset")
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (stage 1 model for stage 2)")
     p.add_argument("--init-sha256", default=None, help="expected sha256 of --init (for published checkpoints)")
+    p.add_argument("--init-format", default="dat", choices=INIT_FORMATS,
+                   help="layout of --init: dat (a model.pt), robustness (Madry-lab library), state_dict (timm/torchvision)")
     p.add_argument("--aux-ood", type=Path, default=None, help="auxiliary OOD chain starts (npz, key x) for bce.init ood")
     p.add_argument("--model-out", type=Path, required=True, help="final checkpoint (model.pt)")
     p.add_argument("--log-csv", type=Path, required=True, help="training log, one row per logging step")
@@ -384,7 +389,7 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
     """The training loop of one process (of ``env.world_size``); only rank 0 writes files."""
     set_threads(args.threads)
     run = read_json(args.config)
-    trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood, device, env)
+    trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood, device, env, args.init_format)
     cfg = trainer.cfg
     last = args.ckpt_dir / "last.pt"
     if last.exists():
@@ -413,11 +418,13 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
         barrier(env)
 
     seed, shard = run["seed"], (env.rank, env.world_size)
-    at_batches = data_lib.infinite_batches(trainer.at_stream, cfg.batch_size, seed, start_batch=trainer.step, shard=shard)
+    workers = cfg.num_workers  # decoding processes per stream (ImageNet-sized data needs them; arrays do not)
+    at_batches = data_lib.infinite_batches(trainer.at_stream, cfg.batch_size, seed, start_batch=trainer.step, shard=shard,
+                                           num_workers=workers)
     bce_batches = ood_batches = None
     if cfg.bce:
         bce_batches = data_lib.infinite_batches(trainer.bce_stream, trainer.bce_batch_size, seed + 1,
-                                                start_batch=trainer.step, shard=shard)
+                                                start_batch=trainer.step, shard=shard, num_workers=workers)
     if trainer.ood_stream is not None:
         ood_batches = data_lib.infinite_batches(trainer.ood_stream, trainer.bce_batch_size, seed + 2,
                                                 start_batch=trainer.step, shard=shard)

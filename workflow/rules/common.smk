@@ -9,9 +9,52 @@ from snakemake.utils import validate
 
 from dat.config import TrainConfig
 from dat.io import write_json
-from dat.data import DATASET_OOD_SETS, missing_files
+from dat.data import (
+    DATASET_OOD_SETS,
+    FOLDER_OOD_SETS,
+    MANUAL_DOWNLOADS,
+    missing_message,
+)
 
-validate(config, "../schemas/config.schema.yaml")
+SCHEMA = "../schemas/config.schema.yaml"
+validate(config, SCHEMA)
+
+
+def _merged(base, override):
+    """``base`` with the keys of ``override`` replaced, recursing into nested blocks."""
+    out = json.loads(json.dumps(base))
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def sampling_cfg(dataset):
+    """The sampling block of a dataset: the global one with the dataset's ``sampling`` keys replaced."""
+    return _merged(config["sampling"], config["datasets"][dataset].get("sampling"))
+
+
+def evaluate_cfg(dataset):
+    """The evaluate block of a dataset: the global one with the dataset's ``evaluate`` keys replaced."""
+    return _merged(config["evaluate"], config["datasets"][dataset].get("evaluate"))
+
+
+def _check_dataset_overrides(cfg):
+    """Validate each dataset's merged sampling/evaluate block against the global block's schema (typos fail here)."""
+    for name in cfg["datasets"]:
+        merged = {
+            **cfg,
+            "sampling": sampling_cfg(name),
+            "evaluate": evaluate_cfg(name),
+        }
+        try:
+            validate(merged, SCHEMA)
+        except WorkflowError as err:
+            raise WorkflowError(
+                f"config: datasets.{name}.sampling/evaluate overrides are invalid: {err}"
+            ) from err
 
 
 def _check_references(cfg):
@@ -49,28 +92,12 @@ def _check_references(cfg):
                 f"config: datasets.{name}.mean/std need {ds['channels']} values (channels)"
             )
         for ood in ds.get("ood_sets", []):
-            if ood in DATASET_OOD_SETS and name in _used_datasets(cfg):
-                root = (ds.get("ood_roots") or {}).get(ood)
-                if root is None:
-                    raise WorkflowError(
-                        f"config: datasets.{name}.ood_sets lists {ood!r} but datasets.{name}.ood_roots.{ood} is not set"
-                    )
-                gone = missing_files(ood, root, ds.get("download", False))
-                if gone:
-                    raise WorkflowError(
-                        f"config: datasets.{name}: OOD set {ood} is missing {', '.join(gone)}; put its files in {root} "
-                        f"or set datasets.{name}.download: true"
-                    )
-        missing = missing_files(ds["source"], ds["root"], ds.get("download", False))
-        if missing and name in _used_datasets(cfg):
-            raise WorkflowError(
-                f"config: datasets.{name} (source {ds['source']}, root {ds['root']}) is missing {', '.join(missing)}; "
-                f"install the data there or set datasets.{name}.download: true"
-            )
-
-
-def _used_datasets(cfg):
-    return {r["dataset"] for r in cfg["runs"].values()}
+            if ood in DATASET_OOD_SETS + FOLDER_OOD_SETS and ood not in (
+                ds.get("ood_roots") or {}
+            ):
+                raise WorkflowError(
+                    f"config: datasets.{name}.ood_sets lists {ood!r} but datasets.{name}.ood_roots.{ood} is not set"
+                )
 
 
 def _method_block(run):
@@ -88,6 +115,7 @@ def bce_block(run):
 
 
 _check_references(config)
+_check_dataset_overrides(config)
 for _run in config["runs"]:
     try:  # parse every run's training block now, so a bad override fails before any job starts
         TrainConfig.from_dict(
@@ -97,9 +125,19 @@ for _run in config["runs"]:
     except ValueError as err:
         raise WorkflowError(f"config: {err}") from err
     _ood_set = bce_block(_run).get("ood_set") or ""
-    if _ood_set.startswith("npz:") and not os.path.exists(_ood_set[4:]):
+    _ds = config["datasets"][config["runs"][_run]["dataset"]]
+    if _ood_set.startswith(("npz:", "file:")) and not os.path.exists(
+        _ood_set.split(":", 1)[1]
+    ):
         raise WorkflowError(
-            f"config: runs.{_run}: the auxiliary OOD file {_ood_set[4:]} (bce.ood_set) does not exist"
+            f"config: runs.{_run}: the auxiliary OOD file {_ood_set.split(':', 1)[1]} (bce.ood_set) does not exist"
+        )
+    if _ood_set in DATASET_OOD_SETS + FOLDER_OOD_SETS and _ood_set not in (
+        _ds.get("ood_roots") or {}
+    ):
+        raise WorkflowError(
+            f"config: runs.{_run}: bce.ood_set {_ood_set!r} needs datasets.{config['runs'][_run]['dataset']}"
+            f".ood_roots.{_ood_set}"
         )
 
 
@@ -117,6 +155,10 @@ def _download_roots(cfg):
             if ood in ds.get("ood_sets", [])
         ]
         for source, root, key in wanted:
+            if (
+                source in MANUAL_DOWNLOADS
+            ):  # no downloader: _require_data says what to fetch by hand
+                continue
             if roots.setdefault(source, (root, key))[0] != root:
                 raise WorkflowError(
                     f"config: {key} = {root!r} differs from {roots[source][1]} = {roots[source][0]!r}; "
@@ -135,21 +177,46 @@ wildcard_constraints:
     table="|".join(config["tables"]),
     dataset="|".join(DATASETS),
     source="[a-z0-9_]+",
-    ood="[a-z0-9]+",
+    ood="[a-z0-9_]+",
+
+
+def _require_data(source, root, download, key):
+    """Fail the DAG (a dry run too), saying what to download and where, when a job needs data that is missing
+    and that no rule can download. Evaluated only for the jobs a target needs, so the CIFAR tables plan without
+    an ImageNet folder."""
+    message = missing_message(source, root, download)
+    if message:
+        raise WorkflowError(f"{key}: {message}")
 
 
 def dataset_downloads(wildcards):
     """The download marker of a dataset with download: true (nothing when its files are already in place)."""
     ds = config["datasets"][wildcards.dataset]
-    return f"results/downloads/{ds['source']}.json" if ds.get("download", False) else []
+    _require_data(
+        ds["source"],
+        ds["root"],
+        ds.get("download", False),
+        f"datasets.{wildcards.dataset}.root",
+    )
+    if ds.get("download", False) and ds["source"] in DOWNLOAD_ROOTS:
+        return f"results/downloads/{ds['source']}.json"
+    return []
+
+
+def _ood_input(dataset, ood):
+    """The download marker (or the data check) of an OOD set read from a folder of its own."""
+    ds = config["datasets"][dataset]
+    if ood not in DATASET_OOD_SETS + FOLDER_OOD_SETS:
+        return []
+    root = ds["ood_roots"][ood]
+    download = ds.get("download", False) and ood in DATASET_OOD_SETS
+    _require_data(ood, root, download, f"datasets.{dataset}.ood_roots.{ood}")
+    return f"results/downloads/{ood}.json" if download else []
 
 
 def ood_downloads(wildcards):
     """The download marker of a dataset OOD set (cifar10, cifar100, svhn) when its dataset downloads."""
-    ds = config["datasets"][wildcards.dataset]
-    if ds.get("download", False) and wildcards.ood in DATASET_OOD_SETS:
-        return f"results/downloads/{wildcards.ood}.json"
-    return []
+    return _ood_input(wildcards.dataset, wildcards.ood)
 
 
 def dataset_of(run):
@@ -157,8 +224,13 @@ def dataset_of(run):
 
 
 def dataset_cfg(dataset):
-    """The dataset block as written to results/data/{dataset}/dataset.json."""
-    return {"name": dataset, **config["datasets"][dataset]}
+    """The dataset block as written to results/data/{dataset}/dataset.json (without the sampling/evaluate
+    overrides, which reach the commands through the run JSON)."""
+    ds = config["datasets"][dataset]
+    return {
+        "name": dataset,
+        **{k: v for k, v in ds.items() if k not in ("sampling", "evaluate")},
+    }
 
 
 def run_cfg(run):
@@ -172,8 +244,8 @@ def run_cfg(run):
         "dataset": dataset_cfg(r["dataset"]),
         "model": config["models"][r["model"]],
         "train": _method_block(run),
-        "sampling": config["sampling"],
-        "evaluate": config["evaluate"],
+        "sampling": sampling_cfg(r["dataset"]),
+        "evaluate": evaluate_cfg(r["dataset"]),
     }
 
 
@@ -184,6 +256,12 @@ def init_input(wildcards):
         return []
     if isinstance(init, str):
         return f"results/{init}/model.pt"
+    if not os.path.exists(init["path"]):
+        where = f" (published at {init['url']})" if init.get("url") else ""
+        raise WorkflowError(
+            f"runs.{wildcards.run}.init_from.path: the published checkpoint {init['path']} is not there; download "
+            f"it{where} and put it at that path, or point the path at your copy"
+        )
     return init["path"]
 
 
@@ -193,7 +271,8 @@ def init_args(wildcards, input):
         return ""
     if isinstance(init, str):
         return f"--init {input.init}"
-    return f"--init {input.init} --init-sha256 {init['sha256']}"
+    args = f"--init {input.init} --init-format {init.get('format', 'dat')}"
+    return args + (f" --init-sha256 {init['sha256']}" if init.get("sha256") else "")
 
 
 def aux_ood_input(wildcards):
@@ -208,9 +287,13 @@ def aux_ood_args(wildcards, input):
 
 
 def aux_ood_user_file(wildcards):
-    """The user's npz behind bce.ood_set npz:<path>, so a missing file fails the DAG, naming it."""
+    """The user's file behind bce.ood_set file:<path> (or npz:<path>), so a missing file fails the DAG, naming
+    it; for a folder set (openimages, imagenet_minus_rimagenet, a dataset) its data check or download marker.
+    """
     name = bce_block(wildcards.run).get("ood_set") or ""
-    return name[4:] if name.startswith("npz:") else []
+    if name.startswith(("npz:", "file:")):
+        return name.split(":", 1)[1]
+    return _ood_input(dataset_of(wildcards.run), name)
 
 
 def data_file(name):

@@ -95,8 +95,8 @@ rule fid_ref:
         runtime=runtime_min(240),
         gpu=1,
     params:
-        n_ref=lambda wildcards: config["evaluate"]["fid"]["n_ref"] or 0,
-        extractor=config["evaluate"]["fid"]["extractor"],
+        n_ref=lambda wildcards: evaluate_cfg(wildcards.dataset)["fid"]["n_ref"] or 0,
+        extractor=lambda wildcards: evaluate_cfg(wildcards.dataset)["fid"]["extractor"],
     shell:
         "python -m dat.fid_ref --data {input.train} --n-ref {params.n_ref} --seed 0 --extractor {params.extractor}"
         " --out {output.ref} --meta-out {output.meta} --threads {threads} > {log} 2>&1"
@@ -120,8 +120,8 @@ rule fid_floor:
         runtime=runtime_min(120),
         gpu=1,
     params:
-        n=config["sampling"]["n_final"],
-        extractor=config["evaluate"]["fid"]["extractor"],
+        n=lambda wildcards: sampling_cfg(wildcards.dataset)["n_final"],
+        extractor=lambda wildcards: evaluate_cfg(wildcards.dataset)["fid"]["extractor"],
     shell:
         "python -m dat.eval_fid floor --data {input.test} --n {params.n} --seed 0 --extractor {params.extractor}"
         " --ref {input.ref} --out {output.floor} --threads {threads} > {log} 2>&1"

@@ -72,5 +72,5 @@ rule prepare_aux_ood:
         n=lambda wildcards: bce_block(wildcards.run).get("ood_images", 10000),
         seed=lambda wildcards: config["runs"][wildcards.run]["seed"],
     shell:
-        "python -m dat.prepare ood --config {input.cfg} --name {params.name} --n {params.n} --seed {params.seed}"
+        "python -m dat.prepare ood --config {input.cfg} --name {params.name} --n {params.n} --seed {params.seed} --split train"
         " --out {output.aux_ood} > {log} 2>&1"
