@@ -47,6 +47,7 @@ def pgd_maximize(
     norm: str = "L2",
     random_start: bool = False,
     generator: torch.Generator | None = None,
+    project_to_ball: bool = True,
 ) -> torch.Tensor:
     """Maximise a per-example objective over the eps-ball around ``x`` by projected gradient ascent.
 
@@ -61,9 +62,11 @@ def pgd_maximize(
         random_start: start from a uniform point of the Linf ball / a random direction of the L2 ball (radius
             uniform in [0, eps]) instead of ``x`` (the paper's training attack uses zero init).
         generator: torch generator for the random start.
+        project_to_ball: project each step back onto the eps-ball (always, except to reproduce attacks that
+            only clamp to [0, 1], such as EB-JDAT's released code).
 
     Returns:
-        x_adv: (N, C, H, W) float32 in [0, 1] with ||x_adv - x|| <= eps (+1e-6), detached.
+        x_adv: (N, C, H, W) float32 in [0, 1] with ||x_adv - x|| <= eps (+1e-6) when projecting, detached.
     """
     if norm not in ("L2", "Linf"):
         raise ValueError(f"norm must be 'L2' or 'Linf', got {norm!r}")
@@ -82,7 +85,8 @@ def pgd_maximize(
         x_adv = (x + delta).requires_grad_(True)
         (grad,) = torch.autograd.grad(objective(x_adv).sum(), x_adv)
         step = l2_normalize(grad) if norm == "L2" else grad.sign()
-        delta = project(delta + step_size * step, eps, norm)
+        delta = delta + step_size * step
+        delta = project(delta, eps, norm) if project_to_ball else delta
         delta = (x + delta).clamp(0, 1) - x
     return (x + delta).detach()
 
@@ -149,3 +153,30 @@ def target_logit_attack(
         return model(z).gather(1, target.view(-1, 1)).squeeze(1)
 
     return pgd_maximize(objective, x, eps=eps, step_size=step_size, steps=steps, norm=norm)
+
+
+def ebjdat_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, eps: float, step_size: float,
+                  steps: int, norm: str = "Linf", project_to_ball: bool = True,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """The adversarial examples of EB-JDAT (its public JEM-variant code, see ../shared/design/protocol.md): from a
+    uniform random start in the ball, ascend sum_k f(x_adv)[k] + ||n(f(x)) - n(f(x_adv))||^2, n the per-example
+    L2 normalisation of the logits (it pushes the logits up and away from the clean logits' direction).
+
+    Args:
+        model: logits (N, K) of (N, C, H, W) images; the caller sets eval mode.
+        x: (N, C, H, W) float32 in [0, 1]; eps, step_size in pixel units (the code's 8/255 and 2/255 on [-1, 1]
+            images are 4/255 and 1/255 here); steps; norm Linf (the code) or L2.
+        project_to_ball: the released code only clamps to the data range; True (the default) keeps x_adv in the ball.
+
+    Returns:
+        x_adv (N, C, H, W) float32 in [0, 1], detached.
+    """
+    with torch.no_grad():
+        direction = torch.nn.functional.normalize(model(x).float(), dim=1)
+
+    def objective(x_adv: torch.Tensor) -> torch.Tensor:
+        logits = model(x_adv).float()
+        return logits.sum(1) + (direction - torch.nn.functional.normalize(logits, dim=1)).pow(2).sum(1)
+
+    return pgd_maximize(objective, x, eps=eps, step_size=step_size, steps=steps, norm=norm, random_start=True,
+                        generator=generator, project_to_ball=project_to_ball)

@@ -65,3 +65,69 @@ def balanced_labels(n: int, num_classes: int, device: str | torch.device = "cpu"
 def uniform_noise(n: int, shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
     """(n, C, H, W) float32 uniform in [0, 1) from ``generator`` (the default chain start)."""
     return torch.rand((n, *shape), generator=generator)
+
+
+# -- JEM / EB-JDAT: stochastic gradient Langevin dynamics over a replay buffer --------------------------------------
+def sgld(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x_init: torch.Tensor,
+    *,
+    steps: int,
+    step_size: float,
+    noise_std: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """SGLD as JEM runs it (Grathwohl et al. 2020, Eq. 7 with their decoupled step and noise):
+    x_{t+1} = x_t + step_size * grad_x logsumexp f(x_t) + noise_std * N(0, I), i.e. descent on E(x) = -LSE.
+
+    Args:
+        model: maps (N, C, H, W) to logits (N, K); the caller sets its mode.
+        x_init: (N, C, H, W) float32 chain starts, in [0, 1] pixel units.
+        steps, step_size, noise_std: chain length and the two SGLD scales in [0, 1] pixel units (JEM's step 1 and
+            noise 0.01 on [-1, 1] images are 0.25 and 0.005 here: the gradient doubles and the step halves).
+        generator: CPU generator of the noise (deterministic chains).
+
+    Returns:
+        (N, C, H, W) float32 samples, detached; not clamped (JEM's chains may leave [0, 1]).
+    """
+    x = x_init.detach().clone()
+    for _ in range(steps):
+        x.requires_grad_(True)
+        (grad,) = torch.autograd.grad(-energy(model(x)).sum(), x)
+        noise = torch.randn(x.shape, generator=generator, device="cpu").to(x)
+        x = (x.detach() + step_size * grad + noise_std * noise).detach()
+    return x
+
+
+class ReplayBuffer:
+    """JEM's persistent sample buffer (Grathwohl et al. 2020, Sec. 5; Du & Mordatch 2019).
+
+    ``size`` images, uniform noise at the start; :meth:`sample` draws a batch of buffer entries and replaces a
+    ``reinit`` fraction of them (each independently) by fresh uniform noise; :meth:`update` writes the chains'
+    results back. The buffer's tensor is part of the training checkpoint (``state_dict``).
+    """
+
+    def __init__(self, size: int, shape: tuple[int, int, int], reinit: float, generator: torch.Generator):
+        if size < 1 or not 0 <= reinit <= 1:
+            raise ValueError(f"replay buffer: size {size} must be >= 1 and reinit {reinit} in [0, 1]")
+        self.reinit, self.generator = reinit, generator
+        self.buffer = torch.rand((size, *shape), generator=generator)
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0 (n, C, H, W) float32, idx (n,) int64): buffer entries idx, a ``reinit`` fraction replaced by noise."""
+        idx = torch.randint(len(self.buffer), (n,), generator=self.generator)
+        x0 = self.buffer[idx].clone()
+        fresh = torch.rand(n, generator=self.generator) < self.reinit
+        x0[fresh] = torch.rand((int(fresh.sum()), *x0.shape[1:]), generator=self.generator)
+        return x0, idx
+
+    def update(self, idx: torch.Tensor, x: torch.Tensor) -> None:
+        self.buffer[idx] = x.detach().to(self.buffer.device, self.buffer.dtype)
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["buffer"].shape != self.buffer.shape:
+            raise ValueError(f"replay buffer of shape {tuple(state['buffer'].shape)}, expected {tuple(self.buffer.shape)}")
+        self.buffer = state["buffer"].clone()
