@@ -115,6 +115,57 @@ class BCEConfig:
 
 
 @dataclass(frozen=True)
+class RatioConfig:
+    """RATIO (Augustin et al. 2020): the out-distribution term and its attack (L2, pixel units). Out-distribution
+    batches are uniform noise (``init: noise``) or images of the auxiliary set ``ood_set`` (``init: ood``)."""
+
+    lam: float = 1.0
+    eps: float = 1.0
+    step_size: float = 0.1
+    steps: int = 20
+    batch_size: int | None = None
+    init: str = "noise"
+    ood_set: str | None = None
+    ood_images: int = 10000
+
+    def __post_init__(self) -> None:
+        if self.init not in ("noise", "ood") or (self.init == "ood" and not self.ood_set):
+            raise ValueError(f"ratio.init: {self.init!r} must be noise, or ood with ratio.ood_set")
+
+
+@dataclass(frozen=True)
+class SGLDConfig:
+    """JEM's SGLD and replay buffer (Grathwohl et al. 2020), in [0, 1] pixel units: JEM's step 1.0, noise 0.01 and
+    data noise 0.03 on [-1, 1] images are 0.25, 0.005 and 0.015 here. A sample energy beyond ``energy_limit`` in
+    absolute value counts as divergence (training stops like a NaN loss, keeping the last good checkpoint)."""
+
+    buffer_size: int = 10000
+    reinit: float = 0.05
+    steps: int = 20
+    step_size: float = 0.25
+    noise_std: float = 0.005
+    data_noise: float = 0.015
+    batch_size: int | None = None
+    weight_px: float = 1.0
+    weight_pyx: float = 1.0
+    energy_limit: float = 1.0e4
+
+
+@dataclass(frozen=True)
+class EBJDATConfig:
+    """EB-JDAT's extra terms and attack (weights of its JEM-variant code; attack Linf 4/255, 5 steps of 1/255 in
+    pixel units, random start, projected unless ``attack_project`` is false as in the released code)."""
+
+    weight_xadv: float = 0.05
+    weight_pyxadv: float = 0.45
+    attack_eps: float = 4 / 255
+    attack_step_size: float = 1 / 255
+    attack_steps: int = 5
+    attack_norm: str = "Linf"
+    attack_project: bool = True
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training stage. ``bce`` is None for stage 1 (standard AT) and set for stage 2 (DAT)."""
 
@@ -129,6 +180,9 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     bce: BCEConfig | None = None
+    ratio: RatioConfig | None = None
+    sgld: SGLDConfig | None = None
+    ebjdat: EBJDATConfig | None = None
     log_every: int = 10
     ckpt_every_steps: int = 50
     ckpt_every_minutes: float | None = None
@@ -139,12 +193,32 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
+        if sum(b is not None for b in (self.bce, self.ratio, self.sgld)) > 1:
+            raise ValueError("train: give at most one of bce (DAT), ratio (RATIO), sgld (JEM / EB-JDAT)")
+        if self.ebjdat is not None and self.sgld is None:
+            raise ValueError("train.ebjdat needs the sgld block (EB-JDAT builds on JEM's sampler)")
         if self.num_workers < 0:
             raise ValueError(f"train.num_workers: {self.num_workers} is negative")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"train.precision: {self.precision!r} is not fp32 or bf16")
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(f"train: give exactly one of 'epochs' or 'steps' (got epochs={self.epochs}, steps={self.steps})")
+
+    @property
+    def objective(self) -> str:
+        """at (stage 1 / standard AT), dat (stage 2), ratio, jem or ebjdat: which blocks are set."""
+        if self.bce:
+            return "dat"
+        if self.ratio:
+            return "ratio"
+        if self.sgld:
+            return "ebjdat" if self.ebjdat else "jem"
+        return "at"
+
+    @property
+    def aux(self) -> BCEConfig | RatioConfig | None:
+        """The block whose ``init``/``ood_set`` pick the second batch's images (DAT chain starts, RATIO out-batches)."""
+        return self.bce or self.ratio
 
     def total_steps(self, n_train: int) -> int:
         """Optimizer updates for the budget: ``steps``, or ceil(epochs * n_train / batch_size)."""
@@ -162,11 +236,17 @@ _NESTED = {
     ("TrainConfig", "optimizer"): OptimizerConfig,
     ("TrainConfig", "augment"): AugmentConfig,
     ("TrainConfig", "bce"): BCEConfig,
+    ("TrainConfig", "ratio"): RatioConfig,
+    ("TrainConfig", "sgld"): SGLDConfig,
+    ("TrainConfig", "ebjdat"): EBJDATConfig,
 }
 _NUMBERS = {
     "AttackConfig": ("eps", "step_size"),
     "BCEConfig": ("step_size",),
     "OptimizerConfig": ("lr", "weight_decay"),
+    "RatioConfig": ("eps", "step_size"),
+    "SGLDConfig": ("step_size", "noise_std", "data_noise"),
+    "EBJDATConfig": ("attack_eps", "attack_step_size"),
 }
 
 

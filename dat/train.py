@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from dat import data as data_lib
-from dat.attacks import pgd_attack
+from dat.attacks import ebjdat_attack, pgd_attack, pgd_maximize
 from dat.checkpoint import INIT_FORMATS, published_weights
 from dat.config import TrainConfig
 from dat.curriculum import StepCurriculum
@@ -65,14 +65,15 @@ from dat.io import (
     setup_logging,
     sha256_file,
 )
-from dat.losses import dat_loss
+from dat.losses import dat_loss, ebjdat_loss, jem_loss, kl_uniform, ratio_loss
 from dat.metrics import auroc
-from dat.models import build_model, set_train_mode
-from dat.sampling import normalized_gradient_ascent, uniform_noise
+from dat.models import build_model, energy, set_train_mode
+from dat.sampling import ReplayBuffer, normalized_gradient_ascent, sgld, uniform_noise
 
 log = logging.getLogger("dat.train")
 
-LOG_FIELDS = ["step", "epoch", "images", "time_s", "lr", "loss", "ce_adv", "bce", "acc_adv", "steps_T", "auc", "images_per_s"]
+LOG_FIELDS = ["step", "epoch", "images", "time_s", "lr", "loss", "ce_adv", "bce", "acc_adv", "steps_T", "auc", "kl_out", "px",
+              "energy_q", "images_per_s"]
 EXIT_INTERRUPTED = 75  # a signal stopped training after saving last.pt; rerunning resumes
 EXIT_NONFINITE = 65  # the loss became NaN/inf; last.pt holds the last good state
 
@@ -149,9 +150,10 @@ class Trainer:
         self.dist = dist_env
         self.cfg = TrainConfig.from_dict(run["train"])
         shard_size(self.cfg.batch_size, dist_env, "train.batch_size")  # fails here when a batch does not split
-        if self.cfg.bce:
-            self.bce_batch_size = self.cfg.bce.batch_size or self.cfg.batch_size  # global
-            shard_size(self.bce_batch_size, dist_env, "train.bce.batch_size")
+        second = self.cfg.bce or self.cfg.ratio or self.cfg.sgld  # the second batch: BCE / out-distribution / p(x)
+        if second:
+            self.bce_batch_size = second.batch_size or self.cfg.batch_size  # global
+            shard_size(self.bce_batch_size, dist_env, "train.<bce|ratio|sgld>.batch_size")
         ds = run["dataset"]
         self.num_classes = ds["num_classes"]
         self.image_shape = (ds["channels"], ds["image_size"], ds["image_size"])
@@ -164,9 +166,11 @@ class Trainer:
         aug = self.cfg.augment
         make = lambda names: data_lib.build_transform(list(names), ds["image_size"], aug.crop_padding, aug.cutout_size)  # noqa: E731
         self.at_stream = data_lib.ArrayDataset(x_train, y_train, make(aug.at))
-        self.bce_stream = data_lib.ArrayDataset(x_train, y_train, make(aug.bce)) if self.cfg.bce else None
-        self.ood_stream = None  # auxiliary OOD chain starts (bce.init = ood), with the BCE-branch augmentation
-        if self.cfg.bce and self.cfg.bce.init == "ood":
+        # real images of the second branch: DAT's BCE batch, JEM's / EB-JDAT's p(x) batch (mild augmentation)
+        self.bce_stream = (data_lib.ArrayDataset(x_train, y_train, make(aug.bce))
+                           if self.cfg.bce or self.cfg.sgld else None)
+        self.ood_stream = None  # auxiliary OOD images (DAT chain starts, RATIO out-batches), mildly augmented
+        if self.cfg.aux and self.cfg.aux.init == "ood":
             if aux_ood is None:
                 raise ValueError("train.bce.init is 'ood' but no --aux-ood file was given (the prepare_aux_ood rule)")
             x_ood = data_lib.open_images(aux_ood, labels=False)[0]
@@ -197,6 +201,11 @@ class Trainer:
             StepCurriculum(b.initial_steps, b.max_steps, b.auc_threshold, b.window_images, b.increment) if b else None
         )
         self.step = 0
+        self.replay = None  # JEM's persistent SGLD buffer (per process), saved in resumable checkpoints
+        if self.cfg.sgld:
+            s = self.cfg.sgld
+            self.replay = ReplayBuffer(s.buffer_size, self.image_shape, s.reinit,
+                                       torch.Generator().manual_seed(run["seed"] * 7919 + dist_env.rank + 1))
 
     def _load_init(self, path: Path, sha256: str | None, fmt: str = "dat") -> None:
         digest = sha256_file(path)
@@ -229,6 +238,8 @@ class Trainer:
             out["rng"] = _rng_state()
             out["rng_ranks"] = all_gather_object(out["rng"], self.dist)  # collective: every process calls state()
             out["generator"] = self.generator.get_state()
+            if self.replay is not None:
+                out["replay"] = {**self.replay.state_dict(), "generator": self.replay.generator.get_state()}
         return out
 
     def resume(self, path: Path) -> None:
@@ -250,13 +261,17 @@ class Trainer:
             if self.dist.rank:
                 torch.manual_seed(int(ckpt["step"]) + 1000 * self.dist.rank)
         self.generator.set_state(ckpt["generator"])
+        if self.replay is not None:
+            self.replay.load_state_dict(ckpt["replay"])
+            self.replay.generator.set_state(ckpt["replay"]["generator"])
         self.step = ckpt["step"]
         log.info("resumed from %s at step %d", path, self.step)
 
     # -- one update ------------------------------------------------------------------------------------
     def chain_starts(self, n: int) -> torch.Tensor:
-        """(n, C, H, W) uniform-noise chain starts (bce.init = noise); OOD starts come from ``ood_stream``."""
-        init = self.cfg.bce.init
+        """(n, C, H, W) uniform-noise chain starts (DAT) or out-batches (RATIO) for init noise; OOD images come
+        from ``ood_stream``."""
+        init = self.cfg.aux.init
         if init == "noise":  # drawn for the global batch, so every process takes its slice of the same noise
             x0 = uniform_noise(n * self.dist.world_size, self.image_shape, self.generator)
             return x0[self.dist.rank * n:(self.dist.rank + 1) * n]
@@ -284,8 +299,8 @@ class Trainer:
         self.optimizer.step()
         if self.ema:
             self.ema.update(model)
-        acc = (logits_adv.detach().argmax(1) == y).float().mean().item()
-        means = [terms["loss"].item(), terms["ce_adv"].float().mean().item(), acc] + ([out["bce"]] if "bce" in out else [])
+        acc = (logits_adv.detach().argmax(1) == y).float().mean().item()  # JEM: clean accuracy (no attack)
+        means = [terms["loss"].item(), terms.get("ce_adv", terms.get("ce")).float().mean().item(), acc] + ([out["bce"]] if "bce" in out else [])
         means = [v / self.dist.world_size for v in all_reduce_sum(means, self.dist, device)]  # over all processes
         out.update(loss=means[0], ce_adv=means[1], acc_adv=means[2], lr=self.optimizer.param_groups[0]["lr"])
         if "bce" in out:
@@ -304,11 +319,22 @@ class Trainer:
         """The attack, the contrastive samples and the loss terms of one step (under the configured autocast)."""
         cfg, model, device = self.cfg, self.model, self.device
         model.eval()  # attacks and the sampler run in eval mode (protocol: stage-1 attack too)
+        if cfg.objective in ("jem", "ebjdat"):
+            return self._losses_jem(x, y, bce_batch)
         a = cfg.attack
         x_adv = pgd_attack(self.attack_model, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps, norm=a.norm,
                            random_start=a.random_start, generator=self.generator)
         out = {}
-        if bce_batch is None:
+        if cfg.ratio:  # RATIO: out-batch moved to be confident (max KL(U || p)), then in- and out-batch in one pass
+            r = cfg.ratio
+            x_out0 = self._input(x_init if x_init is not None else self.chain_starts(len(x)))
+            x_out = pgd_maximize(lambda z: kl_uniform(self.attack_model(z)), x_out0, eps=r.eps, step_size=r.step_size,
+                                 steps=r.steps, norm="L2")
+            set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
+            logits_adv, logits_out = self.train_model(torch.cat([x_adv, x_out])).split([len(x_adv), len(x_out)])
+            terms = ratio_loss(logits_adv, y, logits_out, lam=r.lam)
+            out["kl_out"] = terms["kl_out"].mean().item()
+        elif bce_batch is None:
             set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
             logits_adv = self.train_model(x_adv)
             terms = dat_loss(logits_adv, y, weight_ce=cfg.weight_ce)
@@ -328,6 +354,35 @@ class Trainer:
                 out["auc"] = auroc(real.cpu().numpy(), fake.cpu().numpy())  # over the global batch
             out["bce"] = terms["bce"].item()
         return terms, logits_adv, out
+
+    def _losses_jem(self, x, y, data_batch) -> tuple[dict, torch.Tensor, dict]:
+        """JEM (CE + E(x_p) - E(x_q)) or EB-JDAT (its four terms): SGLD from the replay buffer, noisy data."""
+        cfg, model, s = self.cfg, self.model, self.cfg.sgld
+        noise = lambda t: t + s.data_noise * torch.randn_like(t)  # noqa: E731  (JEM's N(0, sigma) data noise)
+        x_lab, x_p = noise(x), noise(self._input(data_batch[0]))
+        x0, idx = self.replay.sample(len(x_p))
+        x_q = sgld(self.attack_model, self._input(x0), steps=s.steps, step_size=s.step_size, noise_std=s.noise_std,
+                   generator=self.generator)
+        self.replay.update(idx, x_q.cpu())
+        parts = [x_lab, x_p, x_q]
+        if cfg.ebjdat:
+            e = cfg.ebjdat
+            parts.append(ebjdat_attack(self.attack_model, x.clamp(0, 1), eps=e.attack_eps, step_size=e.attack_step_size,
+                                       steps=e.attack_steps, norm=e.attack_norm, project_to_ball=e.attack_project,
+                                       generator=self.generator))
+        set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
+        logits = self.train_model(torch.cat(parts)).split([len(p) for p in parts])
+        e_q = energy(logits[2].detach().float())
+        if not torch.isfinite(e_q).all() or e_q.abs().max() > s.energy_limit:
+            raise FloatingPointError(f"SGLD samples diverged at step {self.step}: max |E(x_q)| = {e_q.abs().max().item():.4g}")
+        if cfg.ebjdat:
+            e = cfg.ebjdat
+            terms = ebjdat_loss(logits[0], y, logits[1], logits[2], logits[3], weight_px=s.weight_px,
+                                weight_pyx=s.weight_pyx, weight_xadv=e.weight_xadv, weight_pyxadv=e.weight_pyxadv)
+        else:
+            terms = jem_loss(logits[0], y, logits[1], logits[2], weight_px=s.weight_px, weight_pyx=s.weight_pyx)
+        out = {"px": terms["px"].item(), "energy_q": e_q.mean().item()}
+        return terms, logits[3] if cfg.ebjdat else logits[0], out
 
 
 def _to_cpu(state: dict) -> dict:
@@ -399,7 +454,7 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
     elif env.is_main:
         _append_log(args.log_csv, {}, fresh=True)
     log.info("run %s: %s on %s (process %d of %d), %d steps of global batch %d (%d training images), resolved config: %s",
-             run["run"], "stage 2 (DAT)" if cfg.bce else "stage 1 (AT)", trainer.device, env.rank, env.world_size,
+             run["run"], cfg.objective, trainer.device, env.rank, env.world_size,
              trainer.total_steps, cfg.batch_size, trainer.n_train, cfg)
 
     stop = {"signal": None}
@@ -422,7 +477,7 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
     at_batches = data_lib.infinite_batches(trainer.at_stream, cfg.batch_size, seed, start_batch=trainer.step, shard=shard,
                                            num_workers=workers)
     bce_batches = ood_batches = None
-    if cfg.bce:
+    if trainer.bce_stream is not None:
         bce_batches = data_lib.infinite_batches(trainer.bce_stream, trainer.bce_batch_size, seed + 1,
                                                 start_batch=trainer.step, shard=shard, num_workers=workers)
     if trainer.ood_stream is not None:

@@ -323,3 +323,44 @@ def test_init_from_a_checkpoint_file_checks_its_sha256(workdir):
     assert all(torch.equal(stage2[k], v) for k, v in ema.items() if "running_" in k)
     with pytest.raises(ValueError, match=f"sha256 of .*pub/model.pt is {digest}, expected 0+"):
         _train(workdir, 2, 2, "bad_pub", init=s1 / "model.pt", extra=["--init-sha256", "0" * 64])
+
+
+def _baseline_config(method: str, steps: int) -> dict:
+    cfg = _run_config(1, steps)
+    cfg["run"], cfg["method"] = method, method
+    block = cfg["train"]
+    if method == "ratio":
+        block["ratio"] = {"lam": 1.0, "eps": 1.0, "step_size": 0.25, "steps": 2, "batch_size": 8}
+    else:  # jem, ebjdat: Adam without weight decay (JEM), SGLD over a small buffer
+        block.update(optimizer={"name": "adamw", "lr": 1e-4, "weight_decay": 0.0, "schedule": "constant"})
+        block["sgld"] = {"buffer_size": 32, "reinit": 0.05, "steps": 3, "batch_size": 8}
+        if method == "ebjdat":
+            block["ebjdat"] = {"attack_steps": 2}
+    return cfg
+
+
+@pytest.mark.parametrize("method", ["ratio", "jem", "ebjdat"])
+def test_baselines_train_and_resume_exactly(workdir, method):
+    """RATIO, JEM and EB-JDAT train through the same command; a resumed run (JEM: replay buffer restored) ends
+    where the uninterrupted run ends."""
+    cfg = workdir / f"{method}.json"
+    write_json(_baseline_config(method, 4), cfg)
+    assert train.main(_cli(workdir, cfg, f"{method}_full")) == 0
+    assert train.main([*_cli(workdir, cfg, f"{method}_part"), "--stop-after", "2"]) == train.EXIT_INTERRUPTED
+    last = torch.load(workdir / f"{method}_part/ckpt/last.pt", weights_only=True)
+    assert ("replay" in last) == (method != "ratio")
+    assert train.main(_cli(workdir, cfg, f"{method}_part")) == 0
+    a = torch.load(workdir / f"{method}_full/model.pt", weights_only=True)["model"]
+    b = torch.load(workdir / f"{method}_part/model.pt", weights_only=True)["model"]
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5), key
+    row = _log(workdir / f"{method}_full")[-1]
+    assert np.isfinite(float(row["kl_out" if method == "ratio" else "px"]))  # the method's own term is logged
+
+
+def test_jem_energy_blow_up_stops_training_keeping_the_last_good_checkpoint(workdir):
+    cfg = _baseline_config("jem", 6)
+    cfg["train"]["sgld"]["energy_limit"] = 1e-6  # any sample energy counts as a blow-up
+    write_json(cfg, workdir / "jem.json")
+    assert train.main(_cli(workdir, workdir / "jem.json", "jem")) == train.EXIT_NONFINITE
+    assert not (workdir / "jem/model.pt").exists()

@@ -114,6 +114,12 @@ def bce_block(run):
     return _method_block(run).get("bce") or {}
 
 
+def aux_block(run):
+    """The block whose init/ood_set choose auxiliary OOD images: DAT's bce or RATIO's ratio ({} otherwise)."""
+    block = _method_block(run)
+    return block.get("bce") or block.get("ratio") or {}
+
+
 _check_references(config)
 _check_dataset_overrides(config)
 for _run in config["runs"]:
@@ -124,19 +130,19 @@ for _run in config["runs"]:
         )
     except ValueError as err:
         raise WorkflowError(f"config: {err}") from err
-    _ood_set = bce_block(_run).get("ood_set") or ""
+    _ood_set = aux_block(_run).get("ood_set") or ""
     _ds = config["datasets"][config["runs"][_run]["dataset"]]
     if _ood_set.startswith(("npz:", "file:")) and not os.path.exists(
         _ood_set.split(":", 1)[1]
     ):
         raise WorkflowError(
-            f"config: runs.{_run}: the auxiliary OOD file {_ood_set.split(':', 1)[1]} (bce.ood_set) does not exist"
+            f"config: runs.{_run}: the auxiliary OOD file {_ood_set.split(':', 1)[1]} (ood_set) does not exist"
         )
     if _ood_set in DATASET_OOD_SETS + FOLDER_OOD_SETS and _ood_set not in (
         _ds.get("ood_roots") or {}
     ):
         raise WorkflowError(
-            f"config: runs.{_run}: bce.ood_set {_ood_set!r} needs datasets.{config['runs'][_run]['dataset']}"
+            f"config: runs.{_run}: ood_set {_ood_set!r} needs datasets.{config['runs'][_run]['dataset']}"
             f".ood_roots.{_ood_set}"
         )
 
@@ -277,7 +283,7 @@ def init_args(wildcards, input):
 
 def aux_ood_input(wildcards):
     """The auxiliary OOD chain starts of a stage-2 run with bce.init ood (nothing otherwise)."""
-    if bce_block(wildcards.run).get("init") == "ood":
+    if aux_block(wildcards.run).get("init") == "ood":
         return f"results/{wildcards.run}/aux_ood.npz"
     return []
 
@@ -290,7 +296,7 @@ def aux_ood_user_file(wildcards):
     """The user's file behind bce.ood_set file:<path> (or npz:<path>), so a missing file fails the DAG, naming
     it; for a folder set (openimages, imagenet_minus_rimagenet, a dataset) its data check or download marker.
     """
-    name = bce_block(wildcards.run).get("ood_set") or ""
+    name = aux_block(wildcards.run).get("ood_set") or ""
     if name.startswith(("npz:", "file:")):
         return name.split(":", 1)[1]
     return _ood_input(dataset_of(wildcards.run), name)

@@ -68,8 +68,8 @@ rule prepare_aux_ood:
         mem_mb=8000,
         runtime=runtime_min(60),
     params:
-        name=lambda wildcards: shlex.quote(bce_block(wildcards.run)["ood_set"]),
-        n=lambda wildcards: bce_block(wildcards.run).get("ood_images", 10000),
+        name=lambda wildcards: shlex.quote(aux_block(wildcards.run)["ood_set"]),
+        n=lambda wildcards: aux_block(wildcards.run).get("ood_images", 10000),
         seed=lambda wildcards: config["runs"][wildcards.run]["seed"],
     shell:
         "python -m dat.prepare ood --config {input.cfg} --name {params.name} --n {params.n} --seed {params.seed} --split train"
