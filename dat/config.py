@@ -86,6 +86,15 @@ class AugmentConfig:
     cutout_size: int = 16
 
 
+def _check_auxiliary_images(init: str, ood_set: str | None, block: str) -> None:
+    """The ``init``/``ood_set`` pair shared by DAT's chain starts and RATIO's out-batches; ValueError naming ``block``."""
+    if init not in ("noise", "ood"):
+        raise ValueError(f"{block}.init: {init!r} is not a chain start (noise, ood)")
+    if init == "ood" and not ood_set:
+        raise ValueError(f"{block}.init: 'ood' needs {block}.ood_set (an OOD set name or file:<path>, see "
+                         "dat.data.load_ood)")
+
+
 @dataclass(frozen=True)
 class BCEConfig:
     """The generative branch of stage 2 (paper Eq. 9 and Algorithm 1) and its curriculum on T.
@@ -108,10 +117,7 @@ class BCEConfig:
     conditional: bool = True
 
     def __post_init__(self) -> None:
-        if self.init not in ("noise", "ood"):
-            raise ValueError(f"bce.init: {self.init!r} is not a chain start (noise, ood)")
-        if self.init == "ood" and not self.ood_set:
-            raise ValueError("bce.init: 'ood' needs bce.ood_set (mnist5k, digits, photos, noise or npz:<path>)")
+        _check_auxiliary_images(self.init, self.ood_set, "bce")
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,7 @@ class RatioConfig:
     ood_images: int = 10000
 
     def __post_init__(self) -> None:
-        if self.init not in ("noise", "ood") or (self.init == "ood" and not self.ood_set):
-            raise ValueError(f"ratio.init: {self.init!r} must be noise, or ood with ratio.ood_set")
+        _check_auxiliary_images(self.init, self.ood_set, "ratio")
 
 
 @dataclass(frozen=True)
