@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -37,7 +38,17 @@ def load_model(path: str | Path, weights: str = "ema", device: str | torch.devic
     return model, ckpt
 
 
-INIT_FORMATS = ("dat", "robustness", "state_dict")
+def checkpoint_record(path: str | Path, ckpt: dict, weights: str) -> dict:
+    """What a result JSON records about the model it measured: file, training step, weights actually used (EMA or
+    raw), the code revision that trained it, the sha256 of the checkpoint it started from, and ``diverged`` (None,
+    or the record of ``dat.train.keep_last_good``: the row is flagged in the tables)."""
+    used = "ema" if weights == "ema" and ckpt.get("ema") is not None else "raw"
+    return {"path": str(path), "step": ckpt.get("step"), "epoch": ckpt.get("epoch"), "weights": used,
+            "train_git_sha": ckpt.get("git_sha"), "init_sha256": ckpt.get("init_sha256"),
+            "diverged": ckpt.get("diverged")}
+
+
+INIT_FORMATS = ("dat", "robustness", "state_dict", "robustbench")
 
 
 def published_weights(ckpt: dict, fmt: str, model: nn.Module, where: str = "init_from") -> dict:
@@ -51,7 +62,12 @@ def published_weights(ckpt: dict, fmt: str, model: nn.Module, where: str = "init
             (our model normalizes with the dataset's mean/std).
         ``state_dict``: a plain state dict of the library network (torchvision/timm keys, optionally under
             ``state_dict`` or ``model``, optionally prefixed ``module.``), e.g. a timm or RobustBench file.
-    For the last two, ``model`` must wrap the library network as :class:`dat.models.Normalized` (``backbone.``).
+    For these two, ``model`` must wrap the library network as :class:`dat.models.Normalized` (``backbone.``).
+        ``robustbench``: a CIFAR WideResNet of the RobustBench model zoo (Croce et al. 2021; the TRADES layout
+            ``conv1``, ``block{1,2,3}.layer.{i}.{bn1,conv1,bn2,conv2,convShortcut}``, ``bn1``, ``fc``, e.g. RATIO's
+            official WRN-34-10) mapped onto :class:`dat.models.WideResNet`, whose blocks compute the same function.
+            RobustBench models take [0, 1] inputs: the normalization becomes the checkpoint's ``mu``/``sigma`` when
+            it has them, else the identity (the dataset's mean/std are not applied). ``sub_block1`` is dropped.
 
     Raises:
         ValueError: an unknown format, or keys that do not match ``model`` (naming a few of them).
@@ -65,6 +81,8 @@ def published_weights(ckpt: dict, fmt: str, model: nn.Module, where: str = "init
         if isinstance(state.get(key), dict):
             state = state[key]
             break
+    if fmt == "robustbench":
+        return _robustbench_wideresnet(state, model, where)
     prefix = "module.model." if fmt == "robustness" else "module."
     own = model.state_dict()
     out = {}
@@ -80,4 +98,38 @@ def published_weights(ckpt: dict, fmt: str, model: nn.Module, where: str = "init
     if missing or unexpected:
         raise ValueError(f"{where}: the {fmt} checkpoint does not fit the configured model: missing {missing[:5]}"
                          f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    return out
+
+
+def _robustbench_wideresnet(state: dict, model: nn.Module, where: str) -> dict:
+    """Rename a RobustBench/TRADES WideResNet state dict to :class:`dat.models.WideResNet` keys (see above)."""
+    own = model.state_dict()
+    n_blocks = len({k.split(".")[1] for k in own if k.startswith("blocks.")})
+    if "stem.weight" not in own or n_blocks % 3:
+        raise ValueError(f"{where}.format robustbench needs model arch wide_resnet (a WideResNet), "
+                         f"got a model with keys {sorted(own)[:3]} ...")
+    per_group = n_blocks // 3
+    top = {"conv1": "stem", "bn1": "bn", "fc": "fc"}
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        head, _, rest = key.partition(".")
+        m = re.fullmatch(r"block([123])", head)
+        if m and rest.startswith("layer."):
+            index, _, leaf = rest[len("layer."):].partition(".")
+            block = (int(m.group(1)) - 1) * per_group + int(index)
+            out[f"blocks.{block}.{leaf.replace('convShortcut', 'shortcut')}"] = value
+        elif head in top and rest:
+            out[f"{top[head]}.{rest}"] = value
+        elif head in ("mu", "sigma") and not rest:
+            out["normalize.mean" if head == "mu" else "normalize.std"] = value.reshape(own["normalize.mean"].shape)
+        elif head != "sub_block1":
+            out[key] = value  # reported as unexpected below
+    out.setdefault("normalize.mean", torch.zeros_like(own["normalize.mean"]))
+    out.setdefault("normalize.std", torch.ones_like(own["normalize.std"]))
+    missing, unexpected = sorted(set(own) - set(out)), sorted(set(out) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{where}: the robustbench checkpoint does not fit the configured model: missing "
+                         f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                         f"{' ...' if len(unexpected) > 5 else ''}")
     return out

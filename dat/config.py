@@ -196,8 +196,11 @@ class TrainConfig:
     compile: bool = False
     compile_backend: str = "inductor"
     num_workers: int = 0
+    on_divergence: str = "fail"
 
     def __post_init__(self) -> None:
+        if self.on_divergence not in ("fail", "keep_last"):
+            raise ValueError(f"train.on_divergence: {self.on_divergence!r} is not fail or keep_last")
         if sum(b is not None for b in (self.bce, self.ratio, self.sgld)) > 1:
             raise ValueError("train: give at most one of bce (DAT), ratio (RATIO), sgld (JEM / EB-JDAT)")
         if self.ebjdat is not None and self.sgld is None:

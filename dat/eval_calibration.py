@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from dat.checkpoint import load_model
+from dat.checkpoint import checkpoint_record, load_model
 from dat.data import open_images, to_tensor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import expected_calibration_error
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     run = read_json(args.config)
     ev = run["evaluate"]
     device = resolve_device(args.device)
-    model, _ = load_model(args.model, ev["weights"], device)
+    model, ckpt = load_model(args.model, ev["weights"], device)
     t0 = time.time()
     x, y = open_images(args.data)
     n = min(ev["n_clean"] or len(y), len(y))
@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     result = expected_calibration_error(probs, y, n_bins=ev["ece"]["n_bins"])
     write_json({"run": run["run"], "dataset": run["dataset"]["name"], "ece": result["ece"], "n_bins": ev["ece"]["n_bins"],
                 "n_examples": int(n), "acc_clean": float((probs.argmax(1) == y).mean()), "bins": result["bins"],
-                "seed": run["seed"], "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
+                "seed": run["seed"], "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]),
+                "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
     return 0
 
 

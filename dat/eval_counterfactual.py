@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dat.attacks import target_logit_attack
-from dat.checkpoint import load_model
+from dat.checkpoint import checkpoint_record, load_model
 from dat.data import open_images, to_tensor, to_uint8
 from dat.inception import load_feature_extractor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     c = ev["counterfactual"]
     K = ds["num_classes"]
     device = resolve_device(args.device)
-    model, _ = load_model(args.model, ev["weights"], device)
+    model, ckpt = load_model(args.model, ev["weights"], device)
     extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
     t0 = time.time()
     rng = np.random.default_rng(c["seed"])
@@ -92,6 +92,7 @@ def main(argv=None) -> int:
                 "n_per_class": [int((target == k).sum()) for k in range(K)],
                 "n_ref_per_class": [int((ref_labels == k).sum()) for k in range(K)], "steps": c["steps"],
                 "step_size_factor": c["step_size_factor"], "extractor": extractor.name, "seed": c["seed"],
+                "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]),
                 "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
     return 0
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from dat.attacks import pgd_maximize
-from dat.checkpoint import load_model
+from dat.checkpoint import checkpoint_record, load_model
 from dat.data import open_images, to_tensor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import auroc
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     ds, ev = run["dataset"], run["evaluate"]
     o = ev["ood"]
     eps_o = float(ds["ood_eps"])
-    model, _ = load_model(args.model, ev["weights"], resolve_device(args.device))
+    model, ckpt = load_model(args.model, ev["weights"], resolve_device(args.device))
     bs = ev["batch_size"]
     t0 = time.time()
     x_in = to_tensor(open_images(args.data, labels=False)[0][: o["n_in"]])
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
                              "auroc": auroc(s_in[score], s_out)})
                 log.info("%s %s %s AUROC %.4f", name, score, attack, rows[-1]["auroc"])
     write_json({"run": run["run"], "dataset": ds["name"], "n_in": int(len(x_in)), "eps_o": eps_o, "steps": o["steps"],
-                "step_size": o["step_size"], "rows": rows, "seed": run["seed"], "time_s": round(time.time() - t0, 2),
+                "step_size": o["step_size"], "rows": rows, "seed": run["seed"],
+                "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]), "time_s": round(time.time() - t0, 2),
                 **provenance()}, args.out)
     return 0
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from dat.attacks import pgd_attack
-from dat.checkpoint import load_model
+from dat.checkpoint import checkpoint_record, load_model
 from dat.config import threat_model
 from dat.data import open_images, to_tensor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     run = read_json(args.config)
     ev = run["evaluate"]
     norm, eps = threat_model(run["dataset"])
-    model, _ = load_model(args.model, ev["weights"], resolve_device(args.device))
+    model, ckpt = load_model(args.model, ev["weights"], resolve_device(args.device))
     images, labels = open_images(args.data)
     y_all = torch.from_numpy(labels).long()
     bs = ev["batch_size"]
@@ -147,7 +147,8 @@ def main(argv=None) -> int:
         "eps_str": str(run["dataset"]["threat_model"]["eps"]), "n_clean": n_clean, "acc_clean": acc_clean,
         "pgd": {"steps": p["steps"], "step_size": step_size, "restarts": 0, "n_examples": n_pgd, "acc_robust": acc_pgd,
                 "max_perturbation": max_pert},
-        "autoattack": aa, "weights": ev["weights"], "seed": run["seed"], "time_s": round(time.time() - t0, 2), **provenance(),
+        "autoattack": aa, "weights": ev["weights"], "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]),
+        "seed": run["seed"], "time_s": round(time.time() - t0, 2), **provenance(),
     }, args.out)
     return 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dat.checkpoint import load_model
+from dat.checkpoint import checkpoint_record, load_model
 from dat.inception import load_feature_extractor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import fid_from_features
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     grid = sorted(int(t) for t in s["steps_grid"])
     step_size = float(ds["sampling_step_size"])
     device = resolve_device(args.device)
-    model, _ = load_model(args.model, ev["weights"], device)
+    model, ckpt = load_model(args.model, ev["weights"], device)
     extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
     with np.load(args.ref) as ref:
         mu_ref, sigma_ref, n_ref = ref["mu"], ref["sigma"], len(ref["labels"])
@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     write_json({
         "run": run["run"], "dataset": ds["name"], "steps_grid": grid, "fid": fids, "chosen_steps": chosen,
         "step_size": step_size, "n_samples": s["n_grid"], "n_ref": n_ref, "extractor": extractor.name,
-        "conditional": s["conditional"], "seed": s["seed_grid"], "chain_time_s": round(t_chain, 2),
+        "conditional": s["conditional"], "seed": s["seed_grid"],
+        "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]), "chain_time_s": round(t_chain, 2),
         "time_s": round(time.time() - t0, 2), **provenance(),
     }, args.out)
     log.info("chosen T=%d (FID %.2f); wrote %s", chosen, min(fids), args.out)

@@ -9,6 +9,9 @@ Examples::
 
     python -m dat.report table1 --rows "Standard AT=results/fmnist_at" "DAT=results/fmnist_dat" \
         --dataset-label "Fashion-MNIST" --out-tex results/tables/table1.tex --out-csv results/tables/table1.csv
+    python -m dat.report reproductions --spec '{"rows": [{"label": "RATIO", "run_dir": "results/fmnist_ratio"}],
+        "reported": [{"label": "RATIO", "source": "Augustin et al. (2020)", "dataset": "CIFAR-10", "acc": 91.08}]}' \
+        --out-tex results/tables/table7.tex --out-csv results/tables/table7.csv
     python -m dat.report tables --runs results/fmnist_at results/fmnist_dat --labels "Standard AT" "DAT" \
         --out-dir results/tables
     python -m dat.report metrics --runs results/fmnist_at results/fmnist_dat --out results/report/metrics.csv
@@ -19,6 +22,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -42,7 +46,7 @@ TABLE1_CSV_COLUMNS = [
     "run", "method", "acc_clean", "acc_robust_autoattack", "acc_robust_pgd", "is_mean", "is_std", "fid", "fid_floor",
     "chosen_steps", "n_samples", "n_ref", "n_autoattack", "n_clean", "extractor",
     # audit columns beyond the paper's table
-    "dataset", "norm", "eps", "n_pgd", "n_floor", "is_note",
+    "dataset", "norm", "eps", "n_pgd", "n_floor", "is_note", "diverged_at_step", "kept_step",
 ]
 SCORE_LATEX = {"energy": r"$-E(x)$", "max_softmax": r"$\max_y p(y|x)$"}
 NORM_LATEX = {"L2": r"$\ell_2$", "Linf": r"$\ell_\infty$"}
@@ -146,12 +150,109 @@ def table1_record(label: str, run_dir: str | os.PathLike) -> dict:
         "norm": robust.get("norm"), "eps": robust.get("eps_str", robust.get("eps")), "n_pgd": pgd.get("n_examples"),
         "n_floor": fid.get("n_floor"), "is_note": fid.get("is_note"),
         "autoattack_version": aa.get("version"), "autoattack_package": aa.get("package"),
+        **_diverged_fields(robust),
     }
+
+
+def _diverged_fields(robust: dict) -> dict:
+    """``diverged_at_step``/``kept_step`` of a run that ended by divergence (``on_divergence: keep_last``), else
+    missing: read from the checkpoint record of ``robust.json``."""
+    d = (robust.get("checkpoint") or {}).get("diverged") or {}
+    return {"diverged_at_step": d.get("at_step"), "kept_step": d.get("kept_step")}
+
+
+def diverged_note(records: Sequence[dict]) -> tuple[dict, list[str]]:
+    """Method cells with a dagger for diverged runs, and the notes that explain each dagger."""
+    cells, notes = {}, []
+    for r in records:
+        cells[r["method"]] = latex_escape(r["method"])
+        if not is_missing(r.get("diverged_at_step")):
+            cells[r["method"]] += r"$^\dagger$"
+            notes.append(rf"$^\dagger${latex_escape(r['method'])}: training diverged at update "
+                         rf"{fmt_int(r['diverged_at_step'])}; the row evaluates the last good checkpoint "
+                         rf"(update {fmt_int(r['kept_step'])}).")
+    return cells, notes
 
 
 def table1_frame(rows: Sequence[tuple[str, str | os.PathLike]]) -> pd.DataFrame:
     """Table 1 as a DataFrame, one row per ``(label, run_dir)``, columns ``TABLE1_CSV_COLUMNS`` and two more."""
     return pd.DataFrame([table1_record(label, run_dir) for label, run_dir in rows])
+
+
+REPRODUCTIONS_CSV_COLUMNS = [
+    "method", "origin", "source", "dataset", "architecture", "acc_clean", "acc_robust", "threat_model", "fid", "is_mean",
+    "run", "n_clean", "n_autoattack", "n_samples", "diverged_at_step", "kept_step",
+]
+
+
+def reproductions_frame(rows: Sequence[dict], reported: Sequence[dict] = ()) -> pd.DataFrame:
+    """Paper Table 7: our baseline runs beside the numbers their papers report.
+
+    Args:
+        rows: our runs, each ``{"label", "run_dir", "dataset", "architecture"}`` (dataset and architecture are
+            display names); their numbers come from ``metrics/robust.json`` (AutoAttack) and ``metrics/fid.json``.
+        reported: cited constants from the config, each ``{"label", "source", "dataset"}`` plus any of
+            ``architecture``, ``acc``, ``robust_acc`` (percent), ``threat_model`` (text), ``fid``, ``is``.
+
+    Returns:
+        One row per entry, columns ``REPRODUCTIONS_CSV_COLUMNS``; ``origin`` is ``ours`` or ``reported``;
+        accuracies are fractions in [0, 1] for both origins. Rows are grouped by dataset (in order of first
+        appearance), ours before the reported ones.
+
+    Raises:
+        FileNotFoundError / KeyError: naming the run file or field that is missing.
+    """
+    out = []
+    for row in rows:
+        rec = table1_record(row["label"], row["run_dir"])
+        out.append({
+            "method": row["label"], "origin": "ours", "source": f"this pipeline, run {rec['run']}",
+            "dataset": row.get("dataset") or rec["dataset"], "architecture": row.get("architecture"),
+            "acc_clean": rec["acc_clean"], "acc_robust": rec["acc_robust_autoattack"],
+            "threat_model": f"{rec['norm']} {rec['eps']}" if not is_missing(rec["norm"]) else None,
+            "fid": rec["fid"], "is_mean": rec["is_mean"], "run": rec["run"], "n_clean": rec["n_clean"],
+            "n_autoattack": rec["n_autoattack"], "n_samples": rec["n_samples"],
+            "diverged_at_step": rec["diverged_at_step"], "kept_step": rec["kept_step"],
+        })
+    for r in reported:
+        pct = lambda key: None if r.get(key) is None else float(r[key]) / 100.0  # noqa: E731
+        out.append({"method": r["label"], "origin": "reported", "source": r["source"], "dataset": r["dataset"],
+                    "architecture": r.get("architecture"), "acc_clean": pct("acc"), "acc_robust": pct("robust_acc"),
+                    "threat_model": r.get("threat_model"), "fid": r.get("fid"), "is_mean": r.get("is")})
+    df = pd.DataFrame(out, columns=REPRODUCTIONS_CSV_COLUMNS)
+    order = {d: i for i, d in enumerate(dict.fromkeys(df["dataset"]))}
+    df["_d"], df["_o"] = df["dataset"].map(order), (df["origin"] != "ours").astype(int)
+    return df.sort_values(["_d", "_o"], kind="stable").drop(columns=["_d", "_o"]).reset_index(drop=True)
+
+
+def reproductions_latex(df: pd.DataFrame, title: str = "Baseline reproductions") -> str:
+    """Paper Table 7 as LaTeX: our rows and the reported rows per dataset, the origin of every number stated."""
+    recs = df.to_dict("records")
+    method_cells, notes = diverged_note([r for r in recs if r["origin"] == "ours"])
+    rows, last = [], None
+    for r in recs:
+        if last is not None and r["dataset"] != last:
+            rows.append("midrule")
+        last = r["dataset"]
+        origin = "ours" if r["origin"] == "ours" else rf"reported: {latex_escape(r['source'])}"
+        rows.append([latex_escape(r["dataset"]), method_cells.get(r["method"], latex_escape(r["method"]))
+                     if r["origin"] == "ours" else latex_escape(r["method"]), origin, fmt_text(r["architecture"]),
+                     fmt_num(r["acc_clean"], scale=100), fmt_num(r["acc_robust"], scale=100),
+                     fmt_text(r["threat_model"]), fmt_num(r["fid"]), fmt_num(r["is_mean"])])
+    ours = [r for r in recs if r["origin"] == "ours"]
+    counts = (f"Our rows: clean accuracy on {same_or_each(ours, 'n_clean')} test images, AutoAttack on "
+              f"{same_or_each(ours, 'n_autoattack')}, FID of {same_or_each(ours, 'n_samples')} samples, all "
+              f"measured by this pipeline's rules. " if ours else "")
+    caption = (
+        f"{latex_escape(title)}: our runs of each baseline beside the numbers its paper reports "
+        f"(``reported'': constants cited in the config, not measured here; they may use another dataset, "
+        f"architecture, threat model or evaluation protocol, given in their columns). {counts}"
+        f"Robust Acc: AutoAttack for our rows; the threat model column gives norm and radius in pixel units."
+        + (f" {_runs_sentence(ours)}" if ours else "")
+    )
+    header = ["Dataset", "Model", "Origin", "Architecture", r"Acc (\%)", r"Robust Acc (\%)", "Threat model", "FID", "IS"]
+    return latex_table(header, rows, caption=caption, label="tab:table7", align="lllll" + "r" * 2 + "l" + "rr",
+                       notes=notes)
 
 
 def sampling_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
@@ -343,6 +444,7 @@ def table1_latex(df: pd.DataFrame, dataset_label: str) -> str:
     """
     recs = df.to_dict("records")
     rows, is_notes = [], []
+    method_cells, div_notes = diverged_note(recs)
     for r in recs:
         if is_missing(r["is_mean"]):
             is_cell = "n/a"
@@ -350,7 +452,7 @@ def table1_latex(df: pd.DataFrame, dataset_label: str) -> str:
             is_notes.append(latex_escape(note) if not is_missing(note) else "no Inception Score was reported")
         else:
             is_cell = fmt_num(r["is_mean"])
-        rows.append([latex_escape(r["method"]), fmt_num(r["acc_clean"], scale=100),
+        rows.append([method_cells[r["method"]], fmt_num(r["acc_clean"], scale=100),
                      fmt_num(r["acc_robust_autoattack"], scale=100), is_cell, fmt_num(r["fid"]),
                      fmt_int(r["chosen_steps"])])
     norms = {str(r.get("norm")) for r in recs}
@@ -369,7 +471,7 @@ def table1_latex(df: pd.DataFrame, dataset_label: str) -> str:
         f"Feature extractor: {same_or_each(recs, 'extractor', fmt=fmt_text)}. "
         f"$T$: sampling steps chosen by the FID grid search. {_runs_sentence(recs)}"
     )
-    notes = [f"IS n/a: ``{n}''" for n in dict.fromkeys(is_notes)]
+    notes = div_notes + [f"IS n/a: ``{n}''" for n in dict.fromkeys(is_notes)]
     header = ["Method", r"Acc (\%)", r"Robust Acc (\%)", "IS", "FID", "$T$"]
     return latex_table(header, rows, caption=caption, label="tab:table1", notes=notes)
 
@@ -656,6 +758,16 @@ def write_table1(rows: Sequence[tuple[str, str | os.PathLike]], dataset_label: s
     return df
 
 
+def write_reproductions(spec: dict, out_tex, out_csv) -> pd.DataFrame:
+    """Build Table 7 from a spec ``{"rows": [...], "reported": [...], "title": ...}`` (see
+    :func:`reproductions_frame`) and write its LaTeX and CSV twin; returns the DataFrame."""
+    df = reproductions_frame(spec.get("rows", []), spec.get("reported", []))
+    atomic_write_text(reproductions_latex(df, spec.get("title") or "Baseline reproductions"), out_tex)
+    write_csv(df, out_csv)
+    log.info("wrote %s and %s (%d rows, %d reported)", out_tex, out_csv, len(df), int((df["origin"] == "reported").sum()))
+    return df
+
+
 TABLES = {
     "sampling": (sampling_frame, sampling_latex, "grid.json"),
     "ood": (ood_frame, ood_latex, "metrics/ood.json"),
@@ -758,6 +870,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     t1.add_argument("--dataset-label", default=None, help="dataset name in the caption (default: fid.json dataset)")
     t1.add_argument("--out-tex", type=Path, required=True, help="LaTeX table to write")
     t1.add_argument("--out-csv", type=Path, required=True, help="CSV twin to write")
+    rp = command("reproductions", "paper Table 7: baseline runs beside the numbers their papers report (LaTeX + CSV)")
+    rp.add_argument("--spec", required=True, type=json.loads, metavar="JSON",
+                    help='{"rows": [{"label", "run_dir", "dataset", "architecture"}], "reported": [{"label", "source", '
+                         '"dataset", "architecture", "acc", "robust_acc", "threat_model", "fid", "is"}], "title": ...}')
+    rp.add_argument("--out-tex", type=Path, required=True, help="LaTeX table to write")
+    rp.add_argument("--out-csv", type=Path, required=True, help="CSV twin to write")
     tb = command("tables", "sampling, OOD, calibration and counterfactual tables (LaTeX + CSV); absent inputs skipped")
     mt = command("metrics", "long CSV (run, metric, value) of every numeric field of every metrics JSON and grid.json")
     fg = command("figures", "sample/seed grids, counterfactual curves, reliability diagrams, stage-2 curves (PNG)")
@@ -787,6 +905,8 @@ def main(argv=None) -> int:
     setup_logging()
     if args.command == "table1":
         write_table1(args.rows, args.dataset_label, args.out_tex, args.out_csv)
+    elif args.command == "reproductions":
+        write_reproductions(args.spec, args.out_tex, args.out_csv)
     elif args.command == "tables":
         write_tables(args.runs, args.labels, args.out_dir)
     elif args.command == "metrics":

@@ -9,8 +9,9 @@ y' = labels of the BCE batch, and the curriculum on T (``dat.curriculum``).
 
 The loop checkpoints ``ckpt/last.pt`` atomically every ``ckpt_every_steps`` steps (and every ``ckpt_every_minutes``
 of wall time when set) and on SIGTERM/SIGINT/SIGUSR1 (then exits 75 so that Snakemake's retry resumes it); a rerun
-resumes from it (same step, curriculum, optimizer, EMA, RNG and data position). A non-finite loss exits 65 and
-keeps the last good checkpoint. ``precision: bf16`` autocasts the training passes; evaluation commands stay fp32.
+resumes from it (same step, curriculum, optimizer, EMA, RNG and data position). A non-finite loss (or a JEM energy
+blow-up) exits 65 keeping the last good checkpoint, or with ``on_divergence: keep_last`` ends the run cleanly with
+``model.pt`` = that checkpoint marked ``diverged``. ``precision: bf16`` autocasts the training passes; evaluation commands stay fp32.
 
 Under torchrun (``dat.distributed``) each process trains on its slice of every global batch with DDP; rank 0
 writes the log and the checkpoints.
@@ -76,6 +77,8 @@ LOG_FIELDS = ["step", "epoch", "images", "time_s", "lr", "loss", "ce_adv", "bce"
               "energy_q", "images_per_s"]
 EXIT_INTERRUPTED = 75  # a signal stopped training after saving last.pt; rerunning resumes
 EXIT_NONFINITE = 65  # the loss became NaN/inf; last.pt holds the last good state
+# checkpoint keys only a resume needs (model.pt leaves them out)
+RESUMABLE_KEYS = ("optimizer", "ema_updates", "curriculum", "rng", "rng_ranks", "generator", "replay")
 
 
 class EMA:
@@ -231,6 +234,7 @@ class Trainer:
             "config": self.run,
             "init_sha256": self.init_sha256,
         }
+        out["diverged"] = None  # keep_last_good() sets it
         if resumable:
             out["optimizer"] = self.optimizer.state_dict()
             out["ema_updates"] = self.ema.updates if self.ema else 0
@@ -385,6 +389,27 @@ class Trainer:
         return terms, logits[3] if cfg.ebjdat else logits[0], out
 
 
+def keep_last_good(last: Path, model_out: Path, diverged_at: int, reason: str) -> dict:
+    """End a diverged run: write ``model_out`` from the last good resumable checkpoint, marked as diverged.
+
+    The evaluation rules then measure that checkpoint like any other and the tables flag the row (JEM is known to
+    diverge; Grathwohl et al. 2020 restart from the last good checkpoint). ``last`` stays, so a rerun with other
+    settings can still resume from it.
+
+    Returns:
+        the ``diverged`` record stored in the checkpoint: ``at_step`` (the update that failed), ``kept_step`` (the
+        step of the weights kept) and ``reason``.
+    """
+    ckpt = load_checkpoint(last)
+    record = {"at_step": int(diverged_at), "kept_step": int(ckpt["step"]), "reason": reason}
+    state = {k: v for k, v in ckpt.items() if k not in RESUMABLE_KEYS}
+    state["diverged"] = record
+    atomic_torch_save(state, model_out)
+    log.warning("%s: training diverged at step %d (%s); wrote %s from the last good checkpoint (step %d)",
+                ckpt["config"]["run"], diverged_at, reason, model_out, record["kept_step"])
+    return record
+
+
 def _to_cpu(state: dict) -> dict:
     """A state dict with every tensor on the CPU, so checkpoints load anywhere."""
     return {k: v.detach().cpu() for k, v in state.items()}
@@ -490,6 +515,11 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
             row = trainer.train_step(next(at_batches), next(bce_batches) if bce_batches else None,
                                      next(ood_batches)[0] if ood_batches else None)
         except FloatingPointError as err:
+            if cfg.on_divergence == "keep_last" and last.exists():
+                if env.is_main:
+                    keep_last_good(last, args.model_out, diverged_at=trainer.step + 1, reason=str(err))
+                barrier(env)
+                return 0
             log.error("%s; the last good state is %s", err, last)
             return EXIT_NONFINITE
         window_images += cfg.batch_size

@@ -52,3 +52,75 @@ def test_resnet_freeze_puts_every_batchnorm_in_eval():
 def test_unknown_depth_is_named():
     with pytest.raises(ValueError, match="depth must be one of"):
         build_model("torchvision_resnet", num_classes=9, **RGB, depth=42)
+
+
+class _TradesBlock(nn.Module):
+    """The TRADES/RobustBench WideResNet block, written from its published description (pre-activation; the 1x1
+    shortcut, when shapes change, takes the activated input)."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.equal = c_in == c_out
+        self.convShortcut = None if self.equal else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+
+    def forward(self, x):
+        a = torch.relu(self.bn1(x))
+        out = self.conv2(torch.relu(self.bn2(self.conv1(a))))
+        return out + (x if self.equal else self.convShortcut(a))
+
+
+class _TradesGroup(nn.Module):
+    def __init__(self, n, c_in, c_out, stride):
+        super().__init__()
+        self.layer = nn.Sequential(*[_TradesBlock(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1)
+                                     for i in range(n)])
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class _TradesWRN(nn.Module):
+    """RobustBench key layout: conv1, block1-3 (.layer.i), bn1, fc, sub_block1 (unused), mu/sigma buffers."""
+
+    def __init__(self, depth=16, k=2, num_classes=10):
+        super().__init__()
+        n, w = (depth - 4) // 6, [16, 16 * k, 32 * k, 64 * k]
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.block1, self.sub_block1 = _TradesGroup(n, 16, w[1], 1), _TradesGroup(n, 16, w[1], 1)
+        self.block2, self.block3 = _TradesGroup(n, w[1], w[2], 2), _TradesGroup(n, w[2], w[3], 2)
+        self.bn1, self.fc = nn.BatchNorm2d(w[3]), nn.Linear(w[3], num_classes)
+        self.register_buffer("mu", torch.tensor([0.49, 0.48, 0.45]).view(1, 3, 1, 1))
+        self.register_buffer("sigma", torch.tensor([0.25, 0.24, 0.26]).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        h = self.block3(self.block2(self.block1(self.conv1((x - self.mu) / self.sigma))))
+        h = torch.relu(self.bn1(h))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
+
+
+def test_robustbench_wideresnet_checkpoint_gives_the_same_logits():
+    """A RobustBench-layout WRN (e.g. RATIO's official checkpoint) imported as format robustbench computes the
+    same function; a checkpoint of another depth names the keys that do not fit."""
+    from dat.checkpoint import published_weights
+
+    torch.manual_seed(0)
+    theirs = _TradesWRN()
+    for m in theirs.modules():  # non-trivial BatchNorm statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    theirs.eval()
+    ours = build_model("wide_resnet", num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.5] * 3, depth=16,
+                       widen_factor=2).eval()
+    ckpt = {"state_dict": {f"module.{k}": v for k, v in theirs.state_dict().items()}}  # a DataParallel save
+    ours.load_state_dict(published_weights(ckpt, "robustbench", ours))
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=1e-5)
+    deeper = build_model("wide_resnet", num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.5] * 3, depth=22,
+                         widen_factor=2)
+    with pytest.raises(ValueError, match="robustbench checkpoint does not fit.*missing"):
+        published_weights(ckpt, "robustbench", deeper)

@@ -280,3 +280,56 @@ def test_cli_help(capsys):
     assert "--out-dir" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         report.main(["tables", "--runs", "a", "b", "--labels", "only one", "--out-dir", "x"])
+
+
+def _mark_diverged(run_dir, at_step, kept_step):
+    path = run_dir / "metrics" / "robust.json"
+    robust = json.loads(path.read_text())
+    robust["checkpoint"] = {"step": kept_step, "weights": "raw", "diverged": {
+        "at_step": at_step, "kept_step": kept_step, "reason": "SGLD samples diverged: max |E(x_q)| = 2e4"}}
+    path.write_text(json.dumps(robust))
+
+
+def test_diverged_run_is_flagged_in_table1(runs, tmp_path):
+    at, _ = runs
+    _mark_diverged(at, at_step=137, kept_step=120)
+    tex, out_csv = _table1(runs, tmp_path)
+    assert r"Standard AT$^\dagger$ & 81.23 & 65.43" in tex
+    assert r"$^\dagger$Standard AT: training diverged at update 137; the row evaluates the last good checkpoint " \
+           r"(update 120)." in tex
+    assert r"DAT & 79.51" in tex  # the other row is unmarked
+    df = pd.read_csv(out_csv)
+    assert (df["diverged_at_step"].iloc[0], df["kept_step"].iloc[0]) == (137, 120)
+    assert df["diverged_at_step"].isna().iloc[1]
+
+
+def test_table7_lists_ours_beside_reported(runs, tmp_path):
+    """Our numbers come from the run files, the reported ones from the spec, each row says which it is."""
+    at, dat = runs
+    _mark_diverged(dat, at_step=50, kept_step=40)
+    spec = {"title": "Baseline reproductions", "rows": [
+        {"label": "RATIO", "run_dir": str(at), "dataset": "Fashion-MNIST", "architecture": "ResNet (0.3M)"},
+        {"label": "JEM", "run_dir": str(dat), "dataset": "Fashion-MNIST", "architecture": "ResNet (0.3M)"}],
+        "reported": [
+            {"label": "RATIO", "source": "Augustin et al. (2020)", "dataset": "CIFAR-10", "architecture": "ResNet-50",
+             "acc": 91.08, "robust_acc": 73.27, "threat_model": "L2 0.5"},
+            {"label": "JEM", "source": "Grathwohl et al. (2020)", "dataset": "Fashion-MNIST", "acc": 92.9, "fid": 38.4,
+             "is": 8.76}]}
+    tex, out_csv = tmp_path / "t7.tex", tmp_path / "t7.csv"
+    assert report.main(["reproductions", "--spec", json.dumps(spec), "--out-tex", str(tex), "--out-csv",
+                        str(out_csv)]) == 0
+    text = tex.read_text()
+    assert r"Fashion-MNIST & RATIO & ours & ResNet (0.3M) & 81.23 & 65.43 & L2 0.5 & 123.46 & -- \\" in text
+    assert r"Fashion-MNIST & JEM$^\dagger$ & ours & ResNet (0.3M) & 79.51 & 60.49 & L2 0.5 & 45.68 & 8.05 \\" in text
+    assert (r"Fashion-MNIST & JEM & reported: Grathwohl et al. (2020) & -- & 92.90 & -- & -- & 38.40 & 8.76 \\"
+            in text)
+    assert r"CIFAR-10 & RATIO & reported: Augustin et al. (2020) & ResNet-50 & 91.08 & 73.27 & L2 0.5 & -- & -- \\" \
+        in text
+    assert "training diverged at update 50" in text and "200" in text  # AutoAttack count of our rows in the caption
+    df = pd.read_csv(out_csv)
+    # grouped by dataset in order of appearance, ours first within a dataset
+    assert list(zip(df["dataset"], df["method"], df["origin"])) == [
+        ("Fashion-MNIST", "RATIO", "ours"), ("Fashion-MNIST", "JEM", "ours"), ("Fashion-MNIST", "JEM", "reported"),
+        ("CIFAR-10", "RATIO", "reported")]
+    assert df["acc_clean"].tolist() == pytest.approx([0.8123, 0.7951, 0.929, 0.9108])
+    assert df["run"].iloc[0] == "fmnist_at" and df["run"].isna().iloc[3]

@@ -364,3 +364,37 @@ def test_jem_energy_blow_up_stops_training_keeping_the_last_good_checkpoint(work
     write_json(cfg, workdir / "jem.json")
     assert train.main(_cli(workdir, workdir / "jem.json", "jem")) == train.EXIT_NONFINITE
     assert not (workdir / "jem/model.pt").exists()
+
+
+def test_jem_divergence_with_keep_last_ends_with_the_last_good_checkpoint(workdir, monkeypatch):
+    """on_divergence keep_last: the run ends cleanly, model.pt holds the step-2 checkpoint marked diverged, and the
+    evaluation commands record it; a divergence before any checkpoint still exits 65."""
+    from dat.checkpoint import checkpoint_record, load_model
+
+    cfg = _baseline_config("jem", 6)
+    cfg["train"].update(on_divergence="keep_last", ckpt_every_steps=2)
+    write_json(cfg, workdir / "jem.json")
+    real = train.Trainer._losses_jem
+
+    def blow_up_at_3(self, *args):
+        if self.step == 2:  # the third update (step counts completed updates)
+            raise FloatingPointError("SGLD samples diverged at step 2: max |E(x_q)| = 3e+04")
+        return real(self, *args)
+
+    monkeypatch.setattr(train.Trainer, "_losses_jem", blow_up_at_3)
+    assert train.main(_cli(workdir, workdir / "jem.json", "jem")) == 0
+    last = torch.load(workdir / "jem/ckpt/last.pt", weights_only=True)
+    model, ckpt = load_model(workdir / "jem/model.pt", "ema")
+    assert ckpt["step"] == 2 and "optimizer" not in ckpt and "replay" not in ckpt
+    assert ckpt["diverged"] == {"at_step": 3, "kept_step": 2, "reason": "SGLD samples diverged at step 2: max |E(x_q)| = 3e+04"}
+    for key in ("model", "ema"):  # the weights of the last good checkpoint, unchanged
+        assert (ckpt[key] is None) == (last[key] is None)
+        assert all(torch.equal(ckpt[key][k], v) for k, v in (last[key] or {}).items())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in (last["ema"] or last["model"]).items())
+    record = checkpoint_record(workdir / "jem/model.pt", ckpt, "ema")
+    assert record["diverged"]["at_step"] == 3 and record["step"] == 2
+
+    cfg["train"]["ckpt_every_steps"] = 50  # no checkpoint before the failing update: nothing good to keep
+    write_json(cfg, workdir / "jem_early.json")
+    assert train.main(_cli(workdir, workdir / "jem_early.json", "jem_early")) == train.EXIT_NONFINITE
+    assert not (workdir / "jem_early/model.pt").exists()

@@ -85,8 +85,8 @@ def test_paper_config_dry_run_of_every_output(tmp_path):
     dry-runs `all` with one)."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     imagenet = {name for name, ds in config["datasets"].items() if "imagenet" in ds["source"]}
-    config["tables"] = {k: t for k, t in config["tables"].items() if t["dataset"] not in imagenet}
     config["runs"] = {k: r for k, r in config["runs"].items() if r["dataset"] not in imagenet}
+    config["tables"] = {k: t for k, t in config["tables"].items() if set(t["rows"].values()) <= set(config["runs"])}
     out = snakemake("-n", "-p", "--configfile", str(_with(config, tmp_path / "cifar.yaml")), "--directory",
                     str(tmp_path), "--cores", "1", "all")
     rules = planned_rules(out.stdout)
@@ -94,6 +94,31 @@ def test_paper_config_dry_run_of_every_output(tmp_path):
     for ood in ("cifar100", "svhn", "noise"):  # the protocol's OOD sets for CIFAR-10
         assert f"results/data/cifar10/ood_{ood}.npz" in out.stdout
     assert "--source svhn --root resources/svhn" in out.stdout
+
+
+def test_table7_plans_baselines_reported_numbers_and_a_published_checkpoint(tmp_path):
+    """Table 7 of the paper config: our baseline runs are trained and evaluated, the reported numbers are passed as
+    cited constants, and RATIO's published checkpoint joins as a row once its file is there."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["tables"]["table7"]["rows"]["RATIO (official checkpoint)"] = "cifar10_ratio_official"
+    cfg = _with(config, tmp_path / "t7.yaml")
+    args = ("-n", "-p", "--configfile", str(cfg), "--directory", str(tmp_path), "--cores", "1", "results/tables/table7.tex")
+    missing = snakemake(*args, check=False)
+    assert missing.returncode != 0
+    assert "resources/checkpoints/Augustin2020Adversarial_34_10.pt is not there" in missing.stdout + missing.stderr
+    ckpt = tmp_path / "resources/checkpoints/Augustin2020Adversarial_34_10.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"stand-in: a dry run only checks that the file is there")
+    out = snakemake(*args).stdout
+    for run in ("cifar10_ratio", "cifar10_jem", "cifar10_ebjdat", "cifar100_ratio", "cifar10_ratio_official"):
+        assert f"results/{run}/metrics/robust.json" in out and f"results/{run}/metrics/fid.json" in out
+    assert "--init-format robustbench" in out
+    command = out.split("python -m dat.report reproductions --spec ")[1].split(" --out-tex")[0]
+    spec = json.loads(command.strip("'"))
+    assert {"label": "RATIO (official checkpoint)", "run_dir": "results/cifar10_ratio_official",
+            "dataset": "CIFAR-10", "architecture": "WRN-34-10"} in spec["rows"]
+    reported = {(r["label"], r["dataset"]): (r.get("acc"), r.get("robust_acc")) for r in spec["reported"]}
+    assert reported[("RATIO", "CIFAR-10")] == (91.08, 73.27) and reported[("RATIO", "CIFAR-100")] == (69.17, 45.55)
 
 
 def _with(config: dict, path: Path) -> Path:

@@ -82,9 +82,15 @@ def _check_references(cfg):
                 raise WorkflowError(
                     f"config: tables.{name}.rows.{label} = {run!r} is not a run: {sorted(cfg['runs'])}"
                 )
-        if table["dataset"] not in cfg["datasets"]:
+        if table.get("kind", "main") == "main" and "dataset" not in table:
+            raise WorkflowError(f"config: tables.{name}.dataset is required (kind main)")
+        if "dataset" in table and table["dataset"] not in cfg["datasets"]:
             raise WorkflowError(
                 f"config: tables.{name}.dataset = {table['dataset']!r} is not a key of datasets"
+            )
+        if table.get("reported") and table.get("kind", "main") != "reproductions":
+            raise WorkflowError(
+                f"config: tables.{name}.reported is only printed by tables of kind reproductions"
             )
     for name, ds in cfg["datasets"].items():
         if len(ds["mean"]) != ds["channels"] or len(ds["std"]) != ds["channels"]:
@@ -235,7 +241,7 @@ def dataset_cfg(dataset):
     ds = config["datasets"][dataset]
     return {
         "name": dataset,
-        **{k: v for k, v in ds.items() if k not in ("sampling", "evaluate")},
+        **{k: v for k, v in ds.items() if k not in ("sampling", "evaluate", "label")},
     }
 
 
@@ -248,7 +254,7 @@ def run_cfg(run):
         "seed": r["seed"],
         "init_from": r.get("init_from"),
         "dataset": dataset_cfg(r["dataset"]),
-        "model": config["models"][r["model"]],
+        "model": {k: v for k, v in config["models"][r["model"]].items() if k != "label"},
         "train": _method_block(run),
         "sampling": sampling_cfg(r["dataset"]),
         "evaluate": evaluate_cfg(r["dataset"]),
@@ -350,6 +356,35 @@ def table_inputs(relpath):
 def table_label(name):
     table = config["tables"][name]
     return table.get("dataset_label", table["dataset"])
+
+
+def table_command(name):
+    """The dat.report command line (without outputs) that builds the table, by its kind."""
+    table = config["tables"][name]
+    if table.get("kind", "main") == "main":
+        return (
+            f"python -m dat.report table1 --rows {table_rows(name)}"
+            f" --dataset-label {shlex.quote(table_label(name))}"
+        )
+    spec = {
+        "title": table.get("title"),
+        "rows": [
+            {
+                "label": label,
+                "run_dir": f"results/{run}",
+                "dataset": _label("datasets", config["runs"][run]["dataset"]),
+                "architecture": _label("models", config["runs"][run]["model"]),
+            }
+            for label, run in table["rows"].items()
+        ],
+        "reported": table.get("reported", []),
+    }
+    return f"python -m dat.report reproductions --spec {shlex.quote(json.dumps(spec))}"
+
+
+def _label(block, key):
+    """The printed name of a dataset or model: its ``label``, or its key."""
+    return config[block][key].get("label", key)
 
 
 def table_rows(name):

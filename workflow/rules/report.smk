@@ -31,11 +31,9 @@ rule make_table:
     conda:
         ENV
     params:
-        rows=lambda wildcards: table_rows(wildcards.table),
-        label=lambda wildcards: shlex.quote(table_label(wildcards.table)),
+        command=lambda wildcards: table_command(wildcards.table),
     shell:
-        "python -m dat.report table1 --rows {params.rows} --dataset-label {params.label}"
-        " --out-tex {output.tex} --out-csv {output.csv} > {log} 2>&1"
+        "{params.command} --out-tex {output.tex} --out-csv {output.csv} > {log} 2>&1"
 
 
 rule make_tables:
