@@ -83,7 +83,9 @@ def _check_references(cfg):
                     f"config: tables.{name}.rows.{label} = {run!r} is not a run: {sorted(cfg['runs'])}"
                 )
         if table.get("kind", "main") == "main" and "dataset" not in table:
-            raise WorkflowError(f"config: tables.{name}.dataset is required (kind main)")
+            raise WorkflowError(
+                f"config: tables.{name}.dataset is required (kind main)"
+            )
         if "dataset" in table and table["dataset"] not in cfg["datasets"]:
             raise WorkflowError(
                 f"config: tables.{name}.dataset = {table['dataset']!r} is not a key of datasets"
@@ -254,7 +256,9 @@ def run_cfg(run):
         "seed": r["seed"],
         "init_from": r.get("init_from"),
         "dataset": dataset_cfg(r["dataset"]),
-        "model": {k: v for k, v in config["models"][r["model"]].items() if k != "label"},
+        "model": {
+            k: v for k, v in config["models"][r["model"]].items() if k != "label"
+        },
         "train": _method_block(run),
         "sampling": sampling_cfg(r["dataset"]),
         "evaluate": evaluate_cfg(r["dataset"]),
