@@ -267,6 +267,27 @@ def sampling_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str])
                                        "extractor"])
 
 
+def conditional_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
+    """Conditional vs unconditional FID per run (paper Table 9) from ``metrics/fid.json`` and
+    ``metrics/fid_uncond.json``: run, method, dataset, fid_conditional, fid_unconditional, steps, n_samples, n_ref,
+    extractor. Runs without both files are left out (logged). Raises ValueError when a file holds the other mode."""
+    rows = []
+    conds = {run: c for run, _, c in collect_json(run_dirs, labels, "metrics/fid.json")}
+    for run_dir, label in zip(run_dirs, labels):
+        cond, uncond = conds.get(run_name(run_dir)), read_optional(Path(run_dir) / "metrics" / "fid_uncond.json")
+        if cond is None or uncond is None:
+            log.warning("conditional table: %s has no metrics/fid.json or metrics/fid_uncond.json", run_dir)
+            continue
+        for data, want, name in ((cond, True, "fid.json"), (uncond, False, "fid_uncond.json")):
+            if data.get("conditional", want) != want:
+                raise ValueError(f"{run_dir}/metrics/{name}: conditional is {data['conditional']}, expected {want}")
+        rows.append({"run": run_name(run_dir), "method": label, "dataset": cond.get("dataset"),
+                     "fid_conditional": cond["fid"], "fid_unconditional": uncond["fid"], "steps": cond.get("steps"),
+                     "n_samples": cond.get("n_samples"), "n_ref": cond.get("n_ref"), "extractor": cond.get("extractor")})
+    return pd.DataFrame(rows, columns=["run", "method", "dataset", "fid_conditional", "fid_unconditional", "steps",
+                                       "n_samples", "n_ref", "extractor"])
+
+
 def ood_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
     """OOD AUROC (long): run, method, ood_set, score, attack, auroc, n_out, n_in, eps_o, attack_steps."""
     rows = []
@@ -502,6 +523,21 @@ def sampling_latex(df: pd.DataFrame) -> str:
     )
     header = ["$T$"] + [latex_escape(m) for _, m in runs]
     return latex_table(header, rows, caption=caption, label="tab:sampling")
+
+
+def conditional_latex(df: pd.DataFrame) -> str:
+    """Paper Table 9: FID of conditional (ascent on f(x)[y]) and unconditional (ascent on logsumexp f(x)) samples."""
+    recs = df.to_dict("records")
+    rows = [[latex_escape(r["method"]), fmt_text(r["dataset"]), fmt_num(r["fid_conditional"]),
+             fmt_num(r["fid_unconditional"]), fmt_int(r["steps"])] for r in recs]
+    caption = (
+        f"Conditional vs unconditional generation: FID of {same_or_each(recs, 'n_samples')} samples against "
+        f"{same_or_each(recs, 'n_ref')} reference training images (extractor "
+        f"{same_or_each(recs, 'extractor', fmt=fmt_text)}), both from the same uniform-noise starts at the $T$ of "
+        f"the conditional grid search (paper Table 9). {_runs_sentence(recs)}"
+    )
+    header = ["Method", "Dataset", "FID cond.", "FID uncond.", "$T$"]
+    return latex_table(header, rows, caption=caption, label="tab:conditional", align="llrrr")
 
 
 def ood_latex(df: pd.DataFrame) -> str:
@@ -770,10 +806,30 @@ def write_reproductions(spec: dict, out_tex, out_csv) -> pd.DataFrame:
 
 TABLES = {
     "sampling": (sampling_frame, sampling_latex, "grid.json"),
+    "conditional": (conditional_frame, conditional_latex, "metrics/fid_uncond.json"),
     "ood": (ood_frame, ood_latex, "metrics/ood.json"),
     "calibration": (calibration_frame, calibration_latex, "metrics/calibration.json"),
     "counterfactual": (counterfactual_frame, counterfactual_latex, "metrics/counterfactual.json"),
 }
+
+
+def write_kind_table(kind: str, run_dirs: Sequence, labels: Sequence[str], out_tex, out_csv) -> pd.DataFrame:
+    """One table of ``TABLES`` (sampling = Table 8, conditional = Table 9, ood = Tables 10-12, calibration,
+    counterfactual) over the given runs, as LaTeX and its CSV twin.
+
+    Raises:
+        ValueError: an unknown kind, or no run has the table's input (naming it).
+    """
+    if kind not in TABLES:
+        raise ValueError(f"table kind {kind!r} is not one of {sorted(TABLES)}")
+    frame, latex, source = TABLES[kind]
+    df = frame(run_dirs, labels)
+    if df.empty:
+        raise ValueError(f"{kind} table: no run has {source} ({', '.join(map(str, run_dirs))})")
+    atomic_write_text(latex(df), out_tex)
+    write_csv(df, out_csv)
+    log.info("wrote %s and %s (%s, %d rows)", out_tex, out_csv, kind, len(df))
+    return df
 
 
 def write_tables(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.PathLike) -> list[Path]:
@@ -876,14 +932,20 @@ def parse_args(argv=None) -> argparse.Namespace:
                          '"dataset", "architecture", "acc", "robust_acc", "threat_model", "fid", "is"}], "title": ...}')
     rp.add_argument("--out-tex", type=Path, required=True, help="LaTeX table to write")
     rp.add_argument("--out-csv", type=Path, required=True, help="CSV twin to write")
+    kt = command("table", "one table of a kind: sampling (Table 8), conditional (Table 9), ood (Tables 10-12), "
+                          "calibration, counterfactual (LaTeX + CSV)")
+    kt.add_argument("--kind", required=True, choices=sorted(TABLES))
+    kt.add_argument("--out-tex", type=Path, required=True, help="LaTeX table to write")
+    kt.add_argument("--out-csv", type=Path, required=True, help="CSV twin to write")
     tb = command("tables", "sampling, OOD, calibration and counterfactual tables (LaTeX + CSV); absent inputs skipped")
     mt = command("metrics", "long CSV (run, metric, value) of every numeric field of every metrics JSON and grid.json")
     fg = command("figures", "sample/seed grids, counterfactual curves, reliability diagrams, stage-2 curves (PNG)")
-    for q in (tb, mt, fg):
+    for q in (kt, tb, mt, fg):
         q.add_argument("--runs", nargs="+", type=Path, required=True, metavar="RUN_DIR", help="results/{run} folders")
-    for q in (tb, fg):
+    for q in (kt, tb, fg):
         q.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                        help="display name per run (default: the run names)")
+    for q in (tb, fg):
         q.add_argument("--out-dir", type=Path, required=True, help="folder for the outputs")
     mt.add_argument("--out", type=Path, required=True, help="CSV to write")
     fg.add_argument("--dpi", type=int, default=DPI, help=f"PNG resolution (default {DPI})")
@@ -895,7 +957,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(str(err))
     if getattr(args, "labels", None) is not None and len(args.labels) != len(args.runs):
         p.error(f"--labels has {len(args.labels)} names for {len(args.runs)} --runs")
-    if args.command in ("tables", "figures") and args.labels is None:
+    if args.command in ("table", "tables", "figures") and args.labels is None:
         args.labels = [run_name(r) for r in args.runs]
     return args
 
@@ -907,6 +969,8 @@ def main(argv=None) -> int:
         write_table1(args.rows, args.dataset_label, args.out_tex, args.out_csv)
     elif args.command == "reproductions":
         write_reproductions(args.spec, args.out_tex, args.out_csv)
+    elif args.command == "table":
+        write_kind_table(args.kind, args.runs, args.labels, args.out_tex, args.out_csv)
     elif args.command == "tables":
         write_tables(args.runs, args.labels, args.out_dir)
     elif args.command == "metrics":

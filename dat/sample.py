@@ -2,12 +2,15 @@
 
 Conditional sampling (the paper's default, Appendix A.2): y = arange(N) % K, chains start from uniform noise
 (``sampling.init``), T steps of normalised-gradient ascent on f(x)[y] with the dataset's step size
-(``dat.sampling``). Unconditional sampling (``sampling.conditional: false``) ascends logsumexp f(x).
+(``dat.sampling``). Unconditional sampling (``sampling.conditional: false``, or ``--unconditional`` for the second
+sample set of paper Table 9) ascends logsumexp f(x) from the same starts, at the T the conditional grid search chose.
+For unconditional samples ``y`` still holds arange(N) % K (not used by the sampler).
 
 Example::
 
     python -m dat.sample --config results/fmnist_dat/run.json --model results/fmnist_dat/model.pt \
         --grid results/fmnist_dat/grid.json --out results/fmnist_dat/samples.npz
+    python -m dat.sample ... --unconditional --out results/fmnist_dat/samples_uncond.npz
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, required=True, help="trained model.pt")
     p.add_argument("--grid", type=Path, required=True, help="grid.json with the chosen T")
     p.add_argument("--out", type=Path, required=True, help="samples.npz to write")
+    p.add_argument("--unconditional", action="store_true",
+                   help="ascend logsumexp f(x) whatever sampling.conditional says (paper Table 9, Figure 8)")
     p.add_argument("--threads", type=int, default=None)
     add_device_argument(p)
     return p.parse_args(argv)
@@ -100,16 +105,18 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     run = read_json(args.config)
     ds, s = run["dataset"], run["sampling"]
-    steps = int(read_json(args.grid)["chosen_steps"])
+    steps = int(read_json(args.grid)["chosen_steps"])  # unconditional samples use the conditional grid's T
+    conditional = bool(s["conditional"]) and not args.unconditional
     device = resolve_device(args.device)
     model, _ = load_model(args.model, run["evaluate"]["weights"], device)
     t0 = time.time()
     out = generate(
         model, n=s["n_final"], num_classes=ds["num_classes"], image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
-        step_size=float(ds["sampling_step_size"]), steps=steps, seed=s["seed_final"], conditional=s["conditional"],
+        step_size=float(ds["sampling_step_size"]), steps=steps, seed=s["seed_final"], conditional=conditional,
         batch_size=s["batch_size"], device=device,
     )
-    save_npz(args.out, x=out["x"], y=out["y"], x_init=out["x_init"], steps=np.int64(steps))
+    save_npz(args.out, x=out["x"], y=out["y"], x_init=out["x_init"], steps=np.int64(steps),
+             conditional=np.bool_(conditional))
     log.info("wrote %d samples at T=%d to %s in %.1f s", len(out["y"]), steps, args.out, time.time() - t0)
     return 0
 

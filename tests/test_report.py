@@ -333,3 +333,22 @@ def test_table7_lists_ours_beside_reported(runs, tmp_path):
         ("CIFAR-10", "RATIO", "reported")]
     assert df["acc_clean"].tolist() == pytest.approx([0.8123, 0.7951, 0.929, 0.9108])
     assert df["run"].iloc[0] == "fmnist_at" and df["run"].isna().iloc[3]
+
+
+def test_table9_conditional_vs_unconditional(runs, tmp_path):
+    at, dat = runs
+    _json(dat / "metrics" / "fid_uncond.json", {**_meta("fmnist_dat"), "fid": 61.234, "n_samples": 500, "n_ref": 2000,
+                                                "steps": 30, "conditional": False, "extractor": "incv3_offline#ab"})
+    tex, out_csv = tmp_path / "t9.tex", tmp_path / "t9.csv"
+    assert report.main(["table", "--kind", "conditional", "--runs", str(at), str(dat), "--labels", "Standard AT",
+                        "DAT", "--out-tex", str(tex), "--out-csv", str(out_csv)]) == 0
+    text = tex.read_text()
+    assert r"DAT & fmnist & 45.68 & 61.23 & 30 \\" in text and "Standard AT &" not in text  # AT has no uncond FID
+    df = pd.read_csv(out_csv)
+    assert df[["fid_conditional", "fid_unconditional"]].values.tolist() == [[45.678, 61.234]]
+    # a file holding the other mode is an error, not a silently wrong row
+    _json(dat / "metrics" / "fid_uncond.json", {**_meta("fmnist_dat"), "fid": 61.0, "conditional": True})
+    with pytest.raises(ValueError, match="fid_uncond.json: conditional is True"):
+        report.conditional_frame([dat], ["DAT"])
+    with pytest.raises(ValueError, match="no run has metrics/ood.json"):
+        report.write_kind_table("ood", [tmp_path / "nowhere"], ["X"], tmp_path / "a.tex", tmp_path / "a.csv")

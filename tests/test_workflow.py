@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -164,7 +165,7 @@ def test_lint_and_format():
 def test_micro_pipeline_end_to_end(tmp_path):
     """The real rules on real images: every output of `all` is produced, and a rerun is a no-op."""
     config = str(REPO / "tests/config/micro.yaml")
-    snakemake("--configfile", config, "--directory", str(tmp_path), "--cores", "2", "all")
+    snakemake("--configfile", config, "--directory", str(tmp_path), "--cores", "2", "all", "ablations")
     res = tmp_path / "results"
     table = (res / "tables/table1.tex").read_text()
     assert "\\toprule" in table and "Standard AT" in table and "DAT" in table
@@ -191,13 +192,28 @@ def test_micro_pipeline_end_to_end(tmp_path):
             assert torch.equal(dat["model"][key], value), key
     assert json.loads((res / "fmnist_dat/run.json").read_text())["train"]["freeze_batchnorm"] is True
     assert any((res / "figures").glob("*.png"))
+    # Table 9: the same model sampled both ways, from the same starts at the same T
+    cond = json.loads((res / "fmnist_dat/metrics/fid.json").read_text())
+    uncond = json.loads((res / "fmnist_dat/metrics/fid_uncond.json").read_text())
+    assert (cond["conditional"], uncond["conditional"]) == (True, False) and cond["steps"] == uncond["steps"]
+    with np.load(res / "fmnist_dat/samples.npz") as c, np.load(res / "fmnist_dat/samples_uncond.npz") as u:
+        assert np.array_equal(c["x_init"], u["x_init"]) and not np.array_equal(c["x"], u["x"])
+    table9 = pd.read_csv(res / "tables/table9.csv")
+    assert table9["fid_unconditional"].iloc[0] == pytest.approx(uncond["fid"])
+    for name in ("table8", "table10", "calibration", "counterfactual"):
+        assert (res / f"tables/{name}.tex").read_text().count(r"\bottomrule") == 1, name
+    # the ablation run differs from fmnist_dat in that one key only, and starts from the same stage-1 model
+    bn_train = json.loads((res / "fmnist_dat_bn_train/run.json").read_text())["train"]
+    assert bn_train == {**json.loads((res / "fmnist_dat/run.json").read_text())["train"], "freeze_batchnorm": False}
+    assert [r["method"] for r in csv.DictReader(open(res / "tables/ablation_batchnorm.csv"))] == [
+        "BN train mode", "BN eval mode (DAT)"]
     again = snakemake("-n", "--configfile", config, "--directory", str(tmp_path),
-                      "--cores", "2", "all")
+                      "--cores", "2", "all", "ablations")
     assert "Nothing to be done" in again.stdout + again.stderr
     # one self-contained HTML page with every table and figure marked report(), captions rendered from the config
     snakemake("--configfile", config, "--directory", str(tmp_path), "--cores", "1", "--report", "report.html", "all")
     html = (tmp_path / "report.html").read_text()
-    for name in ("table1.csv", "ood.csv", "samples_fmnist_dat.png", "reliability.png", "train_curves_fmnist_dat.png"):
+    for name in ("table1.csv", "table10.csv", "samples_fmnist_dat.png", "reliability.png", "train_curves_fmnist_dat.png"):
         assert name in html, name
     assert "20 class-balanced samples" in html  # the micro config's n_final, in the caption
 

@@ -348,24 +348,47 @@ def runtime_min(base):
     return _runtime
 
 
-def table_inputs(relpath):
-    """Input function: results/{run}/<relpath> for every row of the table named by the {table} wildcard."""
-
-    def _input(wildcards):
-        return [f"results/{run}/{relpath}" for run in table_runs(wildcards.table)]
-
-    return _input
-
-
 def table_label(name):
     table = config["tables"][name]
     return table.get("dataset_label", table["dataset"])
 
 
+# the run files each table kind reads (dat.report never recomputes a metric)
+TABLE_INPUTS = {
+    "main": ["metrics/robust.json", "metrics/fid.json", "grid.json"],
+    "reproductions": ["metrics/robust.json", "metrics/fid.json", "grid.json"],
+    "sampling": ["grid.json"],
+    "conditional": ["metrics/fid.json", "metrics/fid_uncond.json"],
+    "ood": ["metrics/ood.json"],
+    "calibration": ["metrics/calibration.json"],
+    "counterfactual": ["metrics/counterfactual.json"],
+}
+
+
+def table_kind(name):
+    return config["tables"][name].get("kind", "main")
+
+
+def table_files(wildcards):
+    """Input function: the run files the table named by {table} reads, for each of its rows."""
+    return [
+        f"results/{run}/{relpath}"
+        for run in table_runs(wildcards.table)
+        for relpath in TABLE_INPUTS[table_kind(wildcards.table)]
+    ]
+
+
 def table_command(name):
     """The dat.report command line (without outputs) that builds the table, by its kind."""
     table = config["tables"][name]
-    if table.get("kind", "main") == "main":
+    kind = table_kind(name)
+    if kind not in ("main", "reproductions"):
+        runs = " ".join(f"results/{run}" for run in table["rows"].values())
+        labels = " ".join(shlex.quote(label) for label in table["rows"])
+        return (
+            f"python -m dat.report table --kind {kind} --runs {runs} --labels {labels}"
+        )
+    if kind == "main":
         return (
             f"python -m dat.report table1 --rows {table_rows(name)}"
             f" --dataset-label {shlex.quote(table_label(name))}"
@@ -419,11 +442,25 @@ def figure_paths(runs):
     ]
 
 
-def all_outputs():
-    """Every results table of the config, and the skeleton's other tables and figures for the runs of table1."""
+def is_ablation(name):
+    """Tables named ablation_* are built by the `ablations` target (`snakemake all ablations` builds everything)."""
+    return name.startswith("ablation_")
+
+
+def ablation_outputs():
     return [
-        *(f"results/tables/{name}.tex" for name in config["tables"]),
-        "results/tables/ood.tex",
+        f"results/tables/{name}.tex" for name in config["tables"] if is_ablation(name)
+    ]
+
+
+def all_outputs():
+    """Every results table of the config but the ablations, the long metrics table and the figures."""
+    return [
+        *(
+            f"results/tables/{name}.tex"
+            for name in config["tables"]
+            if not is_ablation(name)
+        ),
         "results/report/metrics.csv",
         "results/figures/reliability.png",
     ]

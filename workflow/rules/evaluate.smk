@@ -43,9 +43,23 @@ rule sample_images:
         mem_mb=8000,
         runtime=runtime_min(240),
         gpu=1,
+    params:
+        mode="",
     shell:
         "python -m dat.sample --config {input.cfg} --model {input.model} --grid {input.grid}"
-        " --out {output.samples} --threads {threads} > {log} 2>&1"
+        " --out {output.samples}{params.mode} --threads {threads} > {log} 2>&1"
+
+
+# paper Table 9 and Figure 8: unconditional samples (ascent on logsumexp f(x)) at the conditional grid's T
+use rule sample_images as sample_images_uncond with:
+    output:
+        samples="results/{run}/samples_uncond.npz",
+    log:
+        "logs/sample_images_uncond/{run}.log",
+    benchmark:
+        "benchmarks/sample_images_uncond/{run}.tsv"
+    params:
+        mode=" --unconditional",
 
 
 rule compute_fid:
@@ -70,6 +84,20 @@ rule compute_fid:
     shell:
         "python -m dat.eval_fid samples --config {input.cfg} --samples {input.samples} --ref {input.ref}"
         " --floor {input.floor} --out {output.fid} --threads {threads} > {log} 2>&1"
+
+
+use rule compute_fid as compute_fid_uncond with:
+    input:
+        cfg="results/{run}/run.json",
+        samples="results/{run}/samples_uncond.npz",
+        ref=data_file("fid_ref.npz"),
+        floor=data_file("fid_floor.json"),
+    output:
+        fid="results/{run}/metrics/fid_uncond.json",
+    log:
+        "logs/compute_fid_uncond/{run}.log",
+    benchmark:
+        "benchmarks/compute_fid_uncond/{run}.tsv"
 
 
 rule eval_robust:

@@ -3,7 +3,6 @@
 
 localrules:
     make_table,
-    make_tables,
     make_metrics_csv,
     make_figures,
 
@@ -13,9 +12,7 @@ METRICS = ["fid", "robust", "ood", "calibration", "counterfactual"]
 
 rule make_table:
     input:
-        robust=table_inputs("metrics/robust.json"),
-        fid=table_inputs("metrics/fid.json"),
-        grid=table_inputs("grid.json"),
+        table_files,
     output:
         tex="results/tables/{table}.tex",
         csv=report(
@@ -34,43 +31,6 @@ rule make_table:
         command=lambda wildcards: table_command(wildcards.table),
     shell:
         "{params.command} --out-tex {output.tex} --out-csv {output.csv} > {log} 2>&1"
-
-
-rule make_tables:
-    input:
-        metrics=expand(
-            "results/{run}/metrics/{metric}.json",
-            run=table_runs("table1"),
-            metric=METRICS,
-        ),
-        grid=expand("results/{run}/grid.json", run=table_runs("table1")),
-    output:
-        ood="results/tables/ood.tex",
-        sampling="results/tables/sampling.tex",
-        calibration="results/tables/calibration.tex",
-        counterfactual="results/tables/counterfactual.tex",
-        csv=[
-            report(
-                f"results/tables/{name}.csv",
-                caption="../report/tables.rst",
-                category="Tables",
-                labels={"table": name},
-            )
-            for name in ["sampling", "ood", "calibration", "counterfactual"]
-        ],
-    log:
-        "logs/make_tables/tables.log",
-    benchmark:
-        "benchmarks/make_tables/tables.tsv"
-    conda:
-        ENV
-    params:
-        runs=" ".join(f"results/{run}" for run in table_runs("table1")),
-        labels=" ".join(
-            shlex.quote(label) for label in config["tables"]["table1"]["rows"]
-        ),
-    shell:
-        "python -m dat.report tables --runs {params.runs} --labels {params.labels} --out-dir results/tables > {log} 2>&1"
 
 
 rule make_metrics_csv:
