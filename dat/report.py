@@ -726,52 +726,63 @@ def plot_reliability(ax, bins: dict, ece: float, title: str) -> None:
     ax.legend(fontsize=7, loc="upper left")
 
 
-def plot_train_curves(axes: Sequence, train_log: pd.DataFrame) -> None:
+def plot_train_curves(axes: Sequence, train_log: pd.DataFrame, label: str | None = None) -> None:
     """Stage-2 curves against images seen: loss terms, AUC, T (``steps_T``) and adversarial accuracy.
 
     Args:
         axes: four Axes.
         train_log: train_log.csv rows; only rows with a ``bce`` value (stage 2) are drawn.
+        label: None draws one run (every loss term); a label overlays runs: the BCE loss of each, in one colour
+            per run across the four panels, with a legend.
     """
     df = train_log[pd.to_numeric(train_log["bce"], errors="coerce").notna()]
     x = pd.to_numeric(df["images"], errors="coerce")
+    col = lambda name: pd.to_numeric(df[name], errors="coerce")  # noqa: E731
     ax_loss, ax_auc, ax_t, ax_acc = axes
-    for col in ("loss", "ce_adv", "bce"):
-        if col in df:
-            ax_loss.plot(x, pd.to_numeric(df[col], errors="coerce"), label=col)
-    ax_loss.set(ylabel="loss", title="loss terms")
+    color = None if label is None else f"C{len(ax_auc.get_lines()) % 10}"
+    for name in (("loss", "ce_adv", "bce") if label is None else ("bce",)):
+        if name in df:
+            ax_loss.plot(x, col(name), label=name if label is None else label, color=color)
+    ax_loss.set(ylabel="loss", title="loss terms" if label is None else "BCE loss")
     ax_loss.legend(fontsize=8)
     if "auc" in df:
-        ax_auc.plot(x, pd.to_numeric(df["auc"], errors="coerce"), color="tab:green")
+        ax_auc.plot(x, col("auc"), color=color or "tab:green", label=label)
     ax_auc.set(ylabel="AUC real vs $x_T$", title="AUC")
     if "steps_T" in df:
-        ax_t.step(x, pd.to_numeric(df["steps_T"], errors="coerce"), where="post", color="tab:purple")
+        ax_t.step(x, col("steps_T"), where="post", color=color or "tab:purple", label=label)
     ax_t.set(ylabel="T", title="sampling steps T (curriculum)")
     if "acc_adv" in df:
-        ax_acc.plot(x, pd.to_numeric(df["acc_adv"], errors="coerce"), color="tab:orange")
+        ax_acc.plot(x, col("acc_adv"), color=color or "tab:orange", label=label)
     ax_acc.set(ylabel="accuracy", title="adversarial training accuracy")
     for ax in axes:
         ax.set_xlabel("images seen")
         ax.grid(alpha=0.3)
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
-    """Save ``fig`` as PNG atomically (temporary file in the same folder, then ``os.replace``)."""
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = DPI) -> list[Path]:
+    """Save ``fig`` as ``path`` (PNG) and beside it as PDF, each atomically (temporary file, then ``os.replace``).
+
+    Returns:
+        [the PNG path, the PDF path].
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the figure ordinary permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    log.info("wrote %s", path)
-    return path
+    written = []
+    for target, fmt in ((path, "png"), (path.with_suffix(".pdf"), "pdf")):
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{fmt}", dir=path.parent)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the figure ordinary permissions
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        log.info("wrote %s", target)
+        written.append(target)
+    return written
 
 
 # ----------------------------------------------------------------------------------------------------- drivers
@@ -847,57 +858,108 @@ def write_tables(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.Pa
     return written
 
 
-def write_figures(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.PathLike, dpi: int = DPI) -> list[Path]:
-    """Write every figure whose inputs exist (see the module docstring); returns the paths written."""
+FIGURES = ("samples", "curves", "counterfactual", "reliability", "unconditional", "bce_curves")
+FIGURE_FILES = {  # figure group -> file stem (per-run groups add _{run}); each is written as .png and .pdf
+    "samples": "samples", "curves": "train_curves", "counterfactual": "figure1_counterfactual",
+    "reliability": "figure3_reliability", "unconditional": "figure8_unconditional", "bce_curves": "figure2_bce_augment",
+}
+
+
+def _grid_figure(x: np.ndarray, y: np.ndarray, title: str, path: Path, dpi: int) -> list[Path]:
+    _, rows = select_grid(y)
+    fig = Figure(figsize=(max(len(r) for r in rows) * 0.5 + 0.8, len(rows) * 0.5 + 0.6))
+    plot_image_grid(fig.add_subplot(), x, y, title=title)
+    return save_figure(fig, path, dpi)
+
+
+def _stage2_log(run_dir: Path) -> pd.DataFrame | None:
+    """train_log.csv of a run when it has stage-2 rows (a ``bce`` value), else None (logged)."""
+    path = run_dir / "train_log.csv"
+    if not path.is_file():
+        log.warning("no stage-2 curves for %s: %s absent", run_name(run_dir), path)
+        return None
+    train_log = pd.read_csv(path)
+    if "bce" not in train_log or pd.to_numeric(train_log["bce"], errors="coerce").notna().sum() == 0:
+        log.info("no stage-2 curves for %s: no stage-2 rows (empty bce column) in %s", run_name(run_dir), path)
+        return None
+    return train_log
+
+
+def write_figures(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.PathLike, dpi: int = DPI,
+                  only: Sequence[str] = FIGURES) -> list[Path]:
+    """Write the figure groups ``only`` for the given runs, as PNG and PDF; inputs that are absent are skipped
+    (logged). Returns the paths written.
+
+    Groups (file names in ``FIGURE_FILES``): ``samples`` (class-by-row grids of each run's final samples and of
+    their seed images: paper Figures 5-7), ``curves`` (each stage-2 run's training curves), ``counterfactual``
+    (paper Figure 1, one line per run), ``reliability`` (paper Figure 3 / A.5, one panel per run),
+    ``unconditional`` (grids of each run's unconditional samples: paper Figure 8), ``bce_curves`` (the stage-2
+    curves of several runs overlaid: paper Figure 2 when the runs differ in the BCE-branch augmentation).
+    """
+    unknown = sorted(set(only) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"unknown figure group(s) {unknown}: {FIGURES}")
     out_dir, written = Path(out_dir), []
-    for run_dir, label in zip(run_dirs, labels):
-        run, path = run_name(run_dir), Path(run_dir) / "samples.npz"
-        if not path.is_file():
-            log.warning("skipped samples_%s.png and seeds_%s.png: %s absent", run, run, path)
-        else:
+    runs = [(Path(d), label) for d, label in zip(run_dirs, labels)]
+    for group, npz, keys in (("samples", "samples.npz", (("x", "samples", "samples"), ("x_init", "seeds", "seeds"))),
+                             ("unconditional", "samples_uncond.npz", (("x", FIGURE_FILES["unconditional"],
+                                                                      "unconditional samples"),))):
+        if group not in only:
+            continue
+        for run_dir, label in runs:
+            run, path = run_name(run_dir), run_dir / npz
+            if not path.is_file():
+                log.warning("skipped the %s figures of %s: %s absent", group, run, path)
+                continue
             with np.load(path) as f:
                 arrays = {k: f[k] for k in ("x", "y", "x_init") if k in f.files}
-            for key, stem, what in (("x", "samples", "samples"), ("x_init", "seeds", "seeds")):
-                if key not in arrays:
+            for key, stem, what in keys:
+                if key in arrays:
+                    written += _grid_figure(arrays[key], arrays["y"], f"{label}: {what}", out_dir / f"{stem}_{run}.png", dpi)
+                else:
                     log.warning("skipped %s_%s.png: %s has no %r", stem, run, path, key)
-                    continue
-                _, rows = select_grid(arrays["y"])
-                fig = Figure(figsize=(max(len(r) for r in rows) * 0.5 + 0.8, len(rows) * 0.5 + 0.6))
-                plot_image_grid(fig.add_subplot(), arrays[key], arrays["y"], title=f"{label}: {what}")
-                written.append(save_figure(fig, out_dir / f"{stem}_{run}.png", dpi))
 
-    found = collect_json(run_dirs, labels, "metrics/counterfactual.json")
-    if found:
-        fig = Figure(figsize=(9, 3.5), layout="constrained")
-        ax_fid, ax_conf = fig.subplots(1, 2)
-        plot_counterfactual(ax_fid, ax_conf, [{"label": label, **c} for _, label, c in found])
-        written.append(save_figure(fig, out_dir / "counterfactual.png", dpi))
-    else:
-        log.warning("skipped counterfactual.png: no run has metrics/counterfactual.json")
+    if "counterfactual" in only:
+        found = collect_json(run_dirs, labels, "metrics/counterfactual.json")
+        if found:
+            fig = Figure(figsize=(9, 3.5), layout="constrained")
+            ax_fid, ax_conf = fig.subplots(1, 2)
+            plot_counterfactual(ax_fid, ax_conf, [{"label": label, **c} for _, label, c in found])
+            written += save_figure(fig, out_dir / f"{FIGURE_FILES['counterfactual']}.png", dpi)
+        else:
+            log.warning("skipped Figure 1: no run has metrics/counterfactual.json")
 
-    found = collect_json(run_dirs, labels, "metrics/calibration.json")
-    if found:
-        fig = Figure(figsize=(3.6 * len(found), 3.6), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, len(found)))
-        for ax, (_, label, c) in zip(axes, found):
-            plot_reliability(ax, c["bins"], c["ece"], label)
-        written.append(save_figure(fig, out_dir / "reliability.png", dpi))
-    else:
-        log.warning("skipped reliability.png: no run has metrics/calibration.json")
+    if "reliability" in only:
+        found = collect_json(run_dirs, labels, "metrics/calibration.json")
+        if found:
+            fig = Figure(figsize=(3.6 * len(found), 3.6), layout="constrained")
+            axes = np.atleast_1d(fig.subplots(1, len(found)))
+            for ax, (_, label, c) in zip(axes, found):
+                plot_reliability(ax, c["bins"], c["ece"], label)
+            written += save_figure(fig, out_dir / f"{FIGURE_FILES['reliability']}.png", dpi)
+        else:
+            log.warning("skipped Figure 3: no run has metrics/calibration.json")
 
-    for run_dir, label in zip(run_dirs, labels):
-        run, path = run_name(run_dir), Path(run_dir) / "train_log.csv"
-        if not path.is_file():
-            log.warning("skipped train_curves_%s.png: %s absent", run, path)
-            continue
-        train_log = pd.read_csv(path)
-        if "bce" not in train_log or pd.to_numeric(train_log["bce"], errors="coerce").notna().sum() == 0:
-            log.info("skipped train_curves_%s.png: no stage-2 rows (empty bce column) in %s", run, path)
-            continue
-        fig = Figure(figsize=(9, 6), layout="constrained")
-        plot_train_curves(fig.subplots(2, 2).ravel(), train_log)
-        fig.suptitle(f"{label}: stage-2 training")
-        written.append(save_figure(fig, out_dir / f"train_curves_{run}.png", dpi))
+    if "curves" in only:
+        for run_dir, label in runs:
+            train_log = _stage2_log(run_dir)
+            if train_log is not None:
+                fig = Figure(figsize=(9, 6), layout="constrained")
+                plot_train_curves(fig.subplots(2, 2).ravel(), train_log)
+                fig.suptitle(f"{label}: stage-2 training")
+                written += save_figure(fig, out_dir / f"{FIGURE_FILES['curves']}_{run_name(run_dir)}.png", dpi)
+
+    if "bce_curves" in only:
+        logs = [(label, t) for (run_dir, label) in runs if (t := _stage2_log(run_dir)) is not None]
+        if logs:
+            fig = Figure(figsize=(9, 6), layout="constrained")
+            axes = fig.subplots(2, 2).ravel()
+            for label, train_log in logs:
+                plot_train_curves(axes, train_log, label=label)
+            fig.suptitle("Stage-2 training per run (paper Figure 2: BCE-branch augmentation)")
+            written += save_figure(fig, out_dir / f"{FIGURE_FILES['bce_curves']}.png", dpi)
+        else:
+            log.warning("skipped Figure 2: no run has stage-2 rows in train_log.csv")
     return written
 
 
@@ -949,6 +1011,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         q.add_argument("--out-dir", type=Path, required=True, help="folder for the outputs")
     mt.add_argument("--out", type=Path, required=True, help="CSV to write")
     fg.add_argument("--dpi", type=int, default=DPI, help=f"PNG resolution (default {DPI})")
+    fg.add_argument("--only", nargs="+", choices=FIGURES, default=list(FIGURES),
+                    help="figure groups to draw (default: all whose inputs exist)")
     args = p.parse_args(argv)
     if args.command == "table1":
         try:
@@ -978,7 +1042,7 @@ def main(argv=None) -> int:
         write_csv(df, args.out)
         log.info("wrote %s (%d rows)", args.out, len(df))
     else:
-        write_figures(args.runs, args.labels, args.out_dir, args.dpi)
+        write_figures(args.runs, args.labels, args.out_dir, args.dpi, args.only)
     return 0
 
 

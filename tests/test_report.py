@@ -227,19 +227,24 @@ def test_metrics_long_table(runs, tmp_path):
     assert not df["metric"].str.contains("git_sha|extractor|norm$").any()  # strings are left out
 
 
-def test_figures_are_valid_pngs(runs, tmp_path):
+def test_figures_are_valid_pngs_and_pdfs(runs, tmp_path):
     at, dat = runs
+    np.savez(dat / "samples_uncond.npz", x=np.full((120, 8, 8, 3), 200, np.uint8), y=(np.arange(120) % K))
     out = tmp_path / "figures"
     assert report.main(["figures", "--runs", str(at), str(dat), "--labels", "Standard AT", "DAT",
                         "--out-dir", str(out)]) == 0
-    expected = ["samples_fmnist_at.png", "seeds_fmnist_at.png", "samples_fmnist_dat.png", "seeds_fmnist_dat.png",
-                "counterfactual.png", "reliability.png", "train_curves_fmnist_dat.png"]
-    for name in expected:
-        data = (out / name).read_bytes()
-        assert data[:8] == PNG_SIGNATURE, name
-        assert len(data) > 5000, (name, len(data))
-    # stage 1 leaves bce empty: no training-curve figure for it; no temporary files are left behind
-    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    stems = ["samples_fmnist_at", "seeds_fmnist_at", "samples_fmnist_dat", "seeds_fmnist_dat", "figure1_counterfactual",
+             "figure3_reliability", "train_curves_fmnist_dat", "figure8_unconditional_fmnist_dat", "figure2_bce_augment"]
+    for stem in stems:
+        png, pdf = (out / f"{stem}.png").read_bytes(), (out / f"{stem}.pdf").read_bytes()
+        assert png[:8] == PNG_SIGNATURE and len(png) > 3000, (stem, len(png))
+        assert pdf[:5] == b"%PDF-", stem
+    # stage 1 leaves bce empty: no training curves for it; no temporary files are left behind
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf"))
+    # --only draws one group
+    only = tmp_path / "only"
+    assert report.main(["figures", "--only", "reliability", "--runs", str(at), "--out-dir", str(only)]) == 0
+    assert sorted(p.name for p in only.iterdir()) == ["figure3_reliability.pdf", "figure3_reliability.png"]
 
 
 def test_figures_skip_missing_inputs(runs, tmp_path, caplog):
@@ -250,9 +255,9 @@ def test_figures_skip_missing_inputs(runs, tmp_path, caplog):
     out = tmp_path / "figures"
     with caplog.at_level(logging.INFO, logger="dat.report"):
         report.write_figures([at, dat], ["Standard AT", "DAT"], out)
-    assert not (out / "samples_fmnist_at.png").exists() and not (out / "counterfactual.png").exists()
-    assert (out / "samples_fmnist_dat.png").is_file() and (out / "reliability.png").is_file()
-    assert "samples_fmnist_at.png" in caplog.text and "skipped counterfactual.png" in caplog.text
+    assert not (out / "samples_fmnist_at.png").exists() and not (out / "figure1_counterfactual.png").exists()
+    assert (out / "samples_fmnist_dat.png").is_file() and (out / "figure3_reliability.png").is_file()
+    assert "fmnist_at/samples.npz absent" in caplog.text and "skipped Figure 1" in caplog.text
 
 
 def test_sample_grid_is_one_row_per_class():

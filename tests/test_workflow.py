@@ -213,7 +213,8 @@ def test_micro_pipeline_end_to_end(tmp_path):
     # one self-contained HTML page with every table and figure marked report(), captions rendered from the config
     snakemake("--configfile", config, "--directory", str(tmp_path), "--cores", "1", "--report", "report.html", "all")
     html = (tmp_path / "report.html").read_text()
-    for name in ("table1.csv", "table10.csv", "samples_fmnist_dat.png", "reliability.png", "train_curves_fmnist_dat.png"):
+    for name in ("table1.csv", "table10.csv", "samples_fmnist_dat.png", "figure3_reliability.png",
+                 "train_curves_fmnist_dat.pdf", "figure8_unconditional_fmnist_dat.png"):
         assert name in html, name
     assert "20 class-balanced samples" in html  # the micro config's n_final, in the caption
 

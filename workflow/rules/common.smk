@@ -430,16 +430,89 @@ def stage2_runs(runs):
     return [run for run in runs if _method_block(run).get("bce")]
 
 
-def figure_paths(runs):
-    """The figures of make_figures: sample and seed grids per run, stage-2 curves, counterfactual and reliability."""
-    return [
-        *expand(
-            "results/figures/{kind}_{run}.png", kind=["samples", "seeds"], run=runs
+def _kind_rows(kind):
+    """Rows (label -> run) of every table of a kind, merged in config order (a run keeps its first label)."""
+    rows = {}
+    for table in config["tables"].values():
+        if table.get("kind", "main") == kind:
+            for label, run in table["rows"].items():
+                if run not in rows.values():
+                    rows[label] = run
+    return rows
+
+
+def figure_groups():
+    """Figure group of dat.report -> (rows label -> run, output stems): sample/seed grids and stage-2 curves of
+    table1's runs, Figure 1 / Figure 3 of the runs of the counterfactual / calibration tables, Figure 8 of the runs
+    of the conditional tables. A group without runs is left out."""
+    main = config["tables"]["table1"]["rows"]
+    stage2 = {label: run for label, run in main.items() if run in stage2_runs([run])}
+    groups = {
+        "samples": (
+            main,
+            [f"{kind}_{run}" for run in main.values() for kind in ("samples", "seeds")],
         ),
-        *expand("results/figures/train_curves_{run}.png", run=stage2_runs(runs)),
-        "results/figures/counterfactual.png",
-        "results/figures/reliability.png",
+        "curves": (stage2, [f"train_curves_{run}" for run in stage2.values()]),
+        "counterfactual": (_kind_rows("counterfactual"), ["figure1_counterfactual"]),
+        "reliability": (_kind_rows("calibration"), ["figure3_reliability"]),
+        "unconditional": (
+            _kind_rows("conditional"),
+            [
+                f"figure8_unconditional_{run}"
+                for run in _kind_rows("conditional").values()
+            ],
+        ),
+    }
+    return {group: v for group, v in groups.items() if v[0]}
+
+
+FIGURE_INPUTS = {
+    "samples": ["samples.npz"],
+    "curves": ["model.pt"],
+    "counterfactual": ["metrics/counterfactual.json"],
+    "reliability": ["metrics/calibration.json"],
+    "unconditional": ["samples_uncond.npz"],
+}
+
+
+def figure_inputs():
+    return sorted(
+        {
+            f"results/{run}/{relpath}"
+            for group, (rows, _) in figure_groups().items()
+            for run in rows.values()
+            for relpath in FIGURE_INPUTS[group]
+        }
+    )
+
+
+def figure_paths():
+    return [
+        f"results/figures/{stem}.{ext}"
+        for _, stems in figure_groups().values()
+        for stem in stems
+        for ext in ("png", "pdf")
     ]
+
+
+def figure_commands(groups=None, out_dir="results/figures"):
+    """One `dat.report figures --only <group>` per figure group, joined with &&."""
+    groups = groups or figure_groups()
+    return " && ".join(
+        f"python -m dat.report figures --only {group} --runs "
+        + " ".join(f"results/{run}" for run in rows.values())
+        + " --labels "
+        + " ".join(shlex.quote(label) for label in rows)
+        + f" --out-dir {out_dir}"
+        for group, (rows, _) in groups.items()
+    )
+
+
+def bce_figure_group():
+    """Figure 2 (stage-2 curves per BCE-branch augmentation) from the runs of ablation_bce_augment, if declared."""
+    rows = config["tables"].get("ablation_bce_augment", {}).get("rows", {})
+    rows = {label: run for label, run in rows.items() if run in stage2_runs([run])}
+    return {"bce_curves": (rows, ["figure2_bce_augment"])} if rows else {}
 
 
 def is_ablation(name):
@@ -449,7 +522,16 @@ def is_ablation(name):
 
 def ablation_outputs():
     return [
-        f"results/tables/{name}.tex" for name in config["tables"] if is_ablation(name)
+        *(
+            f"results/tables/{name}.tex"
+            for name in config["tables"]
+            if is_ablation(name)
+        ),
+        *(
+            f"results/figures/figure2_bce_augment.{ext}"
+            for ext in ("png", "pdf")
+            if bce_figure_group()
+        ),
     ]
 
 
@@ -462,5 +544,5 @@ def all_outputs():
             if not is_ablation(name)
         ),
         "results/report/metrics.csv",
-        "results/figures/reliability.png",
+        *figure_paths(),
     ]

@@ -5,6 +5,7 @@ localrules:
     make_table,
     make_metrics_csv,
     make_figures,
+    make_figure2,
 
 
 METRICS = ["fid", "robust", "ood", "calibration", "counterfactual"]
@@ -56,22 +57,16 @@ rule make_metrics_csv:
 
 rule make_figures:
     input:
-        samples=expand("results/{run}/samples.npz", run=table_runs("table1")),
-        metrics=expand(
-            "results/{run}/metrics/{metric}.json",
-            run=table_runs("table1"),
-            metric=["calibration", "counterfactual"],
-        ),
-        models=expand("results/{run}/model.pt", run=table_runs("table1")),
+        figure_inputs(),
     output:
         figures=[
             report(
                 path,
                 caption="../report/figures.rst",
                 category="Figures",
-                labels={"figure": Path(path).stem},
+                labels={"figure": Path(path).name},
             )
-            for path in figure_paths(table_runs("table1"))
+            for path in figure_paths()
         ],
     log:
         "logs/make_figures/figures.log",
@@ -80,9 +75,33 @@ rule make_figures:
     conda:
         ENV
     params:
-        runs=" ".join(f"results/{run}" for run in table_runs("table1")),
-        labels=" ".join(
-            shlex.quote(label) for label in config["tables"]["table1"]["rows"]
-        ),
+        commands=figure_commands(),
     shell:
-        "python -m dat.report figures --runs {params.runs} --labels {params.labels} --out-dir results/figures > {log} 2>&1"
+        "({params.commands}) > {log} 2>&1"
+
+
+# paper Figure 2: stage-2 curves of the BCE-augmentation ablation (part of the `ablations` target)
+rule make_figure2:
+    input:
+        [
+            f"results/{run}/model.pt"
+            for run in bce_figure_group().get("bce_curves", ({},))[0].values()
+        ],
+    output:
+        figures=[
+            report(
+                f"results/figures/figure2_bce_augment.{ext}",
+                caption="../report/figures.rst",
+                category="Figures",
+                labels={"figure": f"figure2_bce_augment.{ext}"},
+            )
+            for ext in ("png", "pdf")
+        ],
+    log:
+        "logs/make_figures/figure2.log",
+    conda:
+        ENV
+    params:
+        commands=figure_commands(bce_figure_group()),
+    shell:
+        "({params.commands}) > {log} 2>&1"
