@@ -11,7 +11,8 @@ upwards: compare curves, not absolute values, at smoke scale.
 Example::
 
     python -m dat.eval_counterfactual --config results/fmnist_dat/run.json --model results/fmnist_dat/model.pt \
-        --data results/data/fmnist/train.npz --ref results/data/fmnist/fid_ref.npz --out results/fmnist_dat/metrics/counterfactual.json
+        --data results/data/fmnist/train.npz --ref results/data/fmnist/fid_ref.npz \
+        --out results/fmnist_dat/metrics/counterfactual.json --examples results/fmnist_dat/counterfactual_examples.npz
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from dat.attacks import target_logit_attack
 from dat.checkpoint import checkpoint_record, load_model
 from dat.data import open_images, to_tensor, to_uint8
 from dat.inception import load_feature_extractor
-from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
+from dat.io import (add_device_argument, provenance, read_json, resolve_device, save_npz, set_threads, setup_logging,
+                    write_json)
 from dat.metrics import feature_statistics, fid_from_features
 
 log = logging.getLogger("dat.eval_counterfactual")
@@ -42,6 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, required=True, help="train.npz (source images)")
     p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz with per-image features and labels")
     p.add_argument("--out", type=Path, required=True, help="counterfactual.json to write")
+    p.add_argument("--examples", type=Path, default=None,
+                   help="npz to write the first --n-examples images with their counterfactuals at every radius")
+    p.add_argument("--n-examples", type=int, default=10, help="images kept in --examples (default 10)")
     p.add_argument("--threads", type=int, default=None)
     add_device_argument(p)
     return p.parse_args(argv)
@@ -69,7 +74,7 @@ def main(argv=None) -> int:
     ref_stats = {k: feature_statistics(ref_feats[ref_labels == k]) for k in range(K)}
     bs = ev["batch_size"]
     radii = [float(r) for r in ds["counterfactual_radii"]]
-    fids, per_class, confidences = [], [], []
+    fids, per_class, confidences, max_pert, shown = [], [], [], [], []
     for eps in radii:
         x_cf = torch.cat([
             target_logit_attack(model, x[i:i + bs].to(device), target[i:i + bs].to(device),
@@ -79,6 +84,8 @@ def main(argv=None) -> int:
         with torch.no_grad():
             probs = torch.cat([torch.softmax(model(x_cf[i:i + bs].to(device)), 1).cpu() for i in range(0, len(x_cf), bs)])
         confidences.append(float(probs.gather(1, target.view(-1, 1)).mean()))
+        max_pert.append(float((x_cf - x).flatten(1).norm(dim=1).max()))  # L2, pixel units: <= eps
+        shown.append(to_uint8(x_cf[: args.n_examples]))
         feats = extractor(to_uint8(x_cf))["features"]
         class_fids = []
         for k in range(K):  # a class with fewer than 2 counterfactuals has no covariance: NaN, left out of the mean
@@ -87,8 +94,12 @@ def main(argv=None) -> int:
         per_class.append(class_fids)
         fids.append(float(np.nanmean(class_fids)))
         log.info("eps=%g: counterfactual FID %.2f, target confidence %.3f", eps, fids[-1], confidences[-1])
+    if args.examples is not None:  # appendix A.3 grids: x (n, H, W, C), x_cf (radii, n, H, W, C), y, target
+        n = min(args.n_examples, len(x))
+        save_npz(args.examples, x=to_uint8(x[:n]), x_cf=np.stack(shown), y=y[:n].numpy(), target=target[:n].numpy(),
+                 radii=np.array(radii))
     write_json({"run": run["run"], "dataset": ds["name"], "radii": radii, "fid": fids, "fid_per_class": per_class,
-                "confidence": confidences, "n_images": int(len(x)),
+                "confidence": confidences, "max_perturbation": max_pert, "n_images": int(len(x)),
                 "n_per_class": [int((target == k).sum()) for k in range(K)],
                 "n_ref_per_class": [int((ref_labels == k).sum()) for k in range(K)], "steps": c["steps"],
                 "step_size_factor": c["step_size_factor"], "extractor": extractor.name, "seed": c["seed"],

@@ -680,6 +680,36 @@ def plot_image_grid(ax, x: np.ndarray, y: np.ndarray, *, title: str | None = Non
         ax.set_title(title, fontsize=9)
 
 
+def plot_counterfactual_grid(ax, x: np.ndarray, x_cf: np.ndarray, y: np.ndarray, target: np.ndarray,
+                             radii: Sequence[float], *, title: str | None = None, pad: int = 2) -> None:
+    """Appendix A.3: one row per image, the original then its counterfactual at each radius.
+
+    Args:
+        ax: a matplotlib Axes.
+        x: (n, H, W, C) uint8 originals; x_cf: (R, n, H, W, C) uint8 counterfactuals at the R radii.
+        y, target: (n,) int64 true and target classes (row labels "y -> target").
+        radii: the R L2 radii (column labels).
+    """
+    n = len(x)
+    tiles = np.concatenate([x, *x_cf])  # tile k * n + i: image i at column k (0 = original)
+    rows = [[k * n + i for k in range(len(radii) + 1)] for i in range(n)]
+    mosaic = image_mosaic(tiles, rows, pad=pad)
+    h, w = x.shape[1:3]
+    if mosaic.shape[-1] == 1:
+        ax.imshow(mosaic[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(mosaic, interpolation="nearest")
+    ax.set_xticks([pad + k * (w + pad) + w / 2 for k in range(len(radii) + 1)],
+                  ["original"] + [f"$\\varepsilon$={r:g}" for r in radii], fontsize=7)
+    ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(n)], [f"{a} $\\to$ {b}" for a, b in zip(y, target)],
+                  fontsize=7)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
 def plot_counterfactual(ax_fid, ax_conf, curves: Sequence[dict]) -> None:
     """Paper Figure 1: class-averaged counterfactual FID and mean target confidence against the radius.
 
@@ -858,10 +888,11 @@ def write_tables(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.Pa
     return written
 
 
-FIGURES = ("samples", "curves", "counterfactual", "reliability", "unconditional", "bce_curves")
+FIGURES = ("samples", "curves", "counterfactual", "reliability", "unconditional", "bce_curves", "counterfactual_grid")
 FIGURE_FILES = {  # figure group -> file stem (per-run groups add _{run}); each is written as .png and .pdf
     "samples": "samples", "curves": "train_curves", "counterfactual": "figure1_counterfactual",
     "reliability": "figure3_reliability", "unconditional": "figure8_unconditional", "bce_curves": "figure2_bce_augment",
+    "counterfactual_grid": "figureA3_counterfactuals",
 }
 
 
@@ -894,7 +925,8 @@ def write_figures(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.P
     their seed images: paper Figures 5-7), ``curves`` (each stage-2 run's training curves), ``counterfactual``
     (paper Figure 1, one line per run), ``reliability`` (paper Figure 3 / A.5, one panel per run),
     ``unconditional`` (grids of each run's unconditional samples: paper Figure 8), ``bce_curves`` (the stage-2
-    curves of several runs overlaid: paper Figure 2 when the runs differ in the BCE-branch augmentation).
+    curves of several runs overlaid: paper Figure 2 when the runs differ in the BCE-branch augmentation),
+    ``counterfactual_grid`` (each run's example counterfactuals per radius: appendix A.3).
     """
     unknown = sorted(set(only) - set(FIGURES))
     if unknown:
@@ -928,6 +960,19 @@ def write_figures(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.P
             written += save_figure(fig, out_dir / f"{FIGURE_FILES['counterfactual']}.png", dpi)
         else:
             log.warning("skipped Figure 1: no run has metrics/counterfactual.json")
+
+    if "counterfactual_grid" in only:
+        for run_dir, label in runs:
+            path = run_dir / "counterfactual_examples.npz"
+            if not path.is_file():
+                log.warning("skipped the counterfactual grid of %s: %s absent", run_name(run_dir), path)
+                continue
+            with np.load(path) as f:
+                ex = {k: f[k] for k in f.files}
+            fig = Figure(figsize=(0.6 * (len(ex["radii"]) + 1) + 1.2, 0.6 * len(ex["x"]) + 0.6))
+            plot_counterfactual_grid(fig.add_subplot(), ex["x"], ex["x_cf"], ex["y"], ex["target"], ex["radii"],
+                                     title=f"{label}: counterfactuals (true -> target class)")
+            written += save_figure(fig, out_dir / f"{FIGURE_FILES['counterfactual_grid']}_{run_name(run_dir)}.png", dpi)
 
     if "reliability" in only:
         found = collect_json(run_dirs, labels, "metrics/calibration.json")

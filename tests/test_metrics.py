@@ -107,3 +107,55 @@ def test_fid_of_real_images_grows_with_gaussian_noise():
         fids.append(fid_from_features(extractor(np.round(noisy * 255).astype(np.uint8))["features"], mu, sigma))
     assert fids[0] < fids[1] < fids[2], fids
     assert fids[2] > 2 * fids[0]
+
+
+class _DigitsHead:
+    """A small classifier head standing in for Inception in the IS code path: features = the 64 pixels of an 8x8
+    digit, logits = a logistic regression trained on scikit-learn's digits."""
+
+    has_logits = True
+    name = "digits logistic head (test)"
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, images):
+        x = images.reshape(len(images), -1).astype(np.float64) / 255.0 * 16.0  # back to sklearn's 0..16 scale
+        return {"features": x, "logits": self.model.decision_function(x)}
+
+
+def test_inception_score_code_path_on_a_small_classifier_head(tmp_path, monkeypatch):
+    """eval_fid computes IS from the extractor's logits (10 splits) whenever it has a logit head; the number equals
+    an independent computation with scipy (softmax, KL per split)."""
+    import json
+
+    import scipy.special
+    import scipy.stats
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from dat import eval_fid
+    from dat.metrics import feature_statistics
+
+    digits = load_digits()
+    model = LogisticRegression(max_iter=2000).fit(digits.data[:1000], digits.target[:1000])
+    head = _DigitsHead(model)
+    monkeypatch.setattr(eval_fid, "load_feature_extractor", lambda kind, device: head)
+    images = np.round(digits.data / 16.0 * 255.0).astype(np.uint8).reshape(-1, 8, 8, 1)
+    mu, sigma = feature_statistics(head(images[:800])["features"])
+    np.savez(tmp_path / "ref.npz", mu=mu, sigma=sigma, labels=digits.target[:800])
+    samples = images[1000:1500]
+    np.savez(tmp_path / "samples.npz", x=samples, y=digits.target[1000:1500], steps=np.int64(7))
+    run = {"run": "digits", "dataset": {"name": "digits", "sampling_step_size": 0.5},
+           "evaluate": {"fid": {"extractor": "auto"}}, "sampling": {"seed_final": 2000, "conditional": True}}
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    assert eval_fid.main(["samples", "--config", str(tmp_path / "run.json"), "--samples", str(tmp_path / "samples.npz"),
+                          "--ref", str(tmp_path / "ref.npz"), "--out", str(tmp_path / "fid.json")]) == 0
+    out = json.loads((tmp_path / "fid.json").read_text())
+    p = scipy.special.softmax(model.decision_function(samples.reshape(500, -1) / 255.0 * 16.0), axis=1)
+    per_split = [np.exp(np.mean([scipy.stats.entropy(row, part.mean(0)) for row in part]))
+                 for part in np.array_split(p, 10)]
+    assert out["is_mean"] == pytest.approx(np.mean(per_split), rel=1e-6)
+    assert out["is_std"] == pytest.approx(np.std(per_split), rel=1e-5)
+    assert 5.0 < out["is_mean"] <= 10.0  # ten well-separated digit classes, balanced: close to K = 10
+    assert out["is_note"] == "IS over 500 samples, 10 splits" and out["extractor"] == head.name

@@ -192,6 +192,28 @@ def test_micro_pipeline_end_to_end(tmp_path):
             assert torch.equal(dat["model"][key], value), key
     assert json.loads((res / "fmnist_dat/run.json").read_text())["train"]["freeze_batchnorm"] is True
     assert any((res / "figures").glob("*.png"))
+    for run in ("fmnist_at", "fmnist_dat"):
+        # every result records the model, the implementation and weights behind it, its sample counts and seed
+        for name, counts in (("robust", ("n_clean",)), ("ood", ("n_in",)), ("calibration", ("n_examples",)),
+                             ("counterfactual", ("n_images",)), ("fid", ("n_samples", "n_ref"))):
+            result = json.loads((res / run / f"metrics/{name}.json").read_text())
+            assert "seed" in result and "git_sha" in result and all(result[c] > 0 for c in counts), name
+            if name != "fid":
+                assert result["checkpoint"]["path"].endswith(f"{run}/model.pt") and result["checkpoint"]["diverged"] is None
+        assert json.loads((res / run / "metrics/fid.json").read_text())["extractor"].startswith("inception-2015-12-05")
+        assert json.loads((res / run / "metrics/robust.json").read_text())["autoattack"]["package"].startswith("pyautoattack")
+        # counterfactuals stay in their L2 ball and the target confidence rises with the radius
+        cf = json.loads((res / run / "metrics/counterfactual.json").read_text())
+        assert all(m <= r + 1e-4 for m, r in zip(cf["max_perturbation"], cf["radii"]))
+        assert all(a < b for a, b in zip(cf["confidence"], cf["confidence"][1:])), cf["confidence"]
+        # adversarial OOD images (moved to raise the score) are harder to detect than clean ones
+        rows = json.loads((res / run / "metrics/ood.json").read_text())["rows"]
+        auroc = {(r["ood_set"], r["score"], r["attack"]): r["auroc"] for r in rows}
+        for (ood_set, score, attack), value in auroc.items():
+            if attack == "adversarial":
+                assert value <= auroc[(ood_set, score, "clean")] + 1e-9, (run, ood_set, score)
+        assert np.mean([v for k, v in auroc.items() if k[2] == "adversarial"]) < np.mean(
+            [v for k, v in auroc.items() if k[2] == "clean"])
     # Table 9: the same model sampled both ways, from the same starts at the same T
     cond = json.loads((res / "fmnist_dat/metrics/fid.json").read_text())
     uncond = json.loads((res / "fmnist_dat/metrics/fid_uncond.json").read_text())
@@ -214,7 +236,8 @@ def test_micro_pipeline_end_to_end(tmp_path):
     snakemake("--configfile", config, "--directory", str(tmp_path), "--cores", "1", "--report", "report.html", "all")
     html = (tmp_path / "report.html").read_text()
     for name in ("table1.csv", "table10.csv", "samples_fmnist_dat.png", "figure3_reliability.png",
-                 "train_curves_fmnist_dat.pdf", "figure8_unconditional_fmnist_dat.png"):
+                 "train_curves_fmnist_dat.pdf", "figure8_unconditional_fmnist_dat.png", "figure1_counterfactual.png",
+                 "figureA3_counterfactuals_fmnist_dat.png"):
         assert name in html, name
     assert "20 class-balanced samples" in html  # the micro config's n_final, in the caption
 

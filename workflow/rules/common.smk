@@ -443,8 +443,9 @@ def _kind_rows(kind):
 
 def figure_groups():
     """Figure group of dat.report -> (rows label -> run, output stems): sample/seed grids and stage-2 curves of
-    table1's runs, Figure 1 / Figure 3 of the runs of the counterfactual / calibration tables, Figure 8 of the runs
-    of the conditional tables. A group without runs is left out."""
+    table1's runs, Figure 1 and the appendix A.3 grids / Figure 3 of the runs of the counterfactual / calibration
+    tables, Figure 8 of the runs of the conditional tables. A group without runs is left out.
+    """
     main = config["tables"]["table1"]["rows"]
     stage2 = {label: run for label, run in main.items() if run in stage2_runs([run])}
     groups = {
@@ -454,6 +455,13 @@ def figure_groups():
         ),
         "curves": (stage2, [f"train_curves_{run}" for run in stage2.values()]),
         "counterfactual": (_kind_rows("counterfactual"), ["figure1_counterfactual"]),
+        "counterfactual_grid": (
+            _kind_rows("counterfactual"),
+            [
+                f"figureA3_counterfactuals_{run}"
+                for run in _kind_rows("counterfactual").values()
+            ],
+        ),
         "reliability": (_kind_rows("calibration"), ["figure3_reliability"]),
         "unconditional": (
             _kind_rows("conditional"),
@@ -470,6 +478,7 @@ FIGURE_INPUTS = {
     "samples": ["samples.npz"],
     "curves": ["model.pt"],
     "counterfactual": ["metrics/counterfactual.json"],
+    "counterfactual_grid": ["counterfactual_examples.npz"],
     "reliability": ["metrics/calibration.json"],
     "unconditional": ["samples_uncond.npz"],
 }

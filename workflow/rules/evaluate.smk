@@ -180,6 +180,7 @@ rule eval_counterfactual:
         ref=data_file("fid_ref.npz"),
     output:
         counterfactual="results/{run}/metrics/counterfactual.json",
+        examples="results/{run}/counterfactual_examples.npz",
     log:
         "logs/eval_counterfactual/{run}.log",
     benchmark:
@@ -193,4 +194,5 @@ rule eval_counterfactual:
         gpu=1,
     shell:
         "python -m dat.eval_counterfactual --config {input.cfg} --model {input.model} --data {input.train}"
-        " --ref {input.ref} --out {output.counterfactual} --threads {threads} > {log} 2>&1"
+        " --ref {input.ref} --out {output.counterfactual} --examples {output.examples}"
+        " --threads {threads} > {log} 2>&1"
