@@ -171,6 +171,20 @@ class EBJDATConfig:
 
 
 @dataclass(frozen=True)
+class SnapshotConfig:
+    """Weights saved along training for paper Figure 4 (``dat.eval_snapshots`` measures them)."""
+
+    every_steps: int = 100
+    n_pgd: int = 500
+    n_samples: int = 200
+
+    def __post_init__(self) -> None:
+        for key in ("every_steps", "n_pgd", "n_samples"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.snapshots.{key}: {getattr(self, key)} is below 1")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training stage. ``bce`` is None for stage 1 (standard AT) and set for stage 2 (DAT)."""
 
@@ -197,6 +211,7 @@ class TrainConfig:
     compile_backend: str = "inductor"
     num_workers: int = 0
     on_divergence: str = "fail"
+    snapshots: SnapshotConfig | None = None
 
     def __post_init__(self) -> None:
         if self.on_divergence not in ("fail", "keep_last"):
@@ -247,6 +262,7 @@ _NESTED = {
     ("TrainConfig", "ratio"): RatioConfig,
     ("TrainConfig", "sgld"): SGLDConfig,
     ("TrainConfig", "ebjdat"): EBJDATConfig,
+    ("TrainConfig", "snapshots"): SnapshotConfig,
 }
 _NUMBERS = {
     "AttackConfig": ("eps", "step_size"),

@@ -710,6 +710,27 @@ def plot_counterfactual_grid(ax, x: np.ndarray, x_cf: np.ndarray, y: np.ndarray,
         ax.set_title(title, fontsize=9)
 
 
+def plot_snapshots(ax_acc, ax_fid, curves: Sequence[dict]) -> None:
+    """Paper Figure 4: PGD robust accuracy and FID of the weight snapshots against the training images seen.
+
+    Args:
+        ax_acc, ax_fid: two Axes.
+        curves: ``metrics/snapshots.json`` dicts with a ``label`` added, one line per run.
+    """
+    for c in curves:
+        images = [pt["images"] for pt in c["points"]]
+        ax_acc.plot(images, [pt["acc_pgd"] * 100 for pt in c["points"]], marker="o", ms=3, label=c["label"])
+        ax_fid.plot(images, [pt["fid"] for pt in c["points"]], marker="o", ms=3, label=c["label"])
+    c = curves[0]
+    ax_acc.set(xlabel="training images seen (this stage)", ylabel="PGD robust accuracy (%)",
+               title=f"{c['norm']} PGD-{c['pgd_steps']}, eps {c['eps']:g}, {c['n_pgd']} test images")
+    ax_fid.set(xlabel="training images seen (this stage)", ylabel="FID",
+               title=f"FID of {c['n_samples']} samples at T = {c['steps']}")
+    for ax in (ax_acc, ax_fid):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+
+
 def plot_counterfactual(ax_fid, ax_conf, curves: Sequence[dict]) -> None:
     """Paper Figure 1: class-averaged counterfactual FID and mean target confidence against the radius.
 
@@ -888,11 +909,12 @@ def write_tables(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.Pa
     return written
 
 
-FIGURES = ("samples", "curves", "counterfactual", "reliability", "unconditional", "bce_curves", "counterfactual_grid")
+FIGURES = ("samples", "curves", "snapshots", "counterfactual", "reliability", "unconditional", "bce_curves",
+           "counterfactual_grid")
 FIGURE_FILES = {  # figure group -> file stem (per-run groups add _{run}); each is written as .png and .pdf
     "samples": "samples", "curves": "train_curves", "counterfactual": "figure1_counterfactual",
     "reliability": "figure3_reliability", "unconditional": "figure8_unconditional", "bce_curves": "figure2_bce_augment",
-    "counterfactual_grid": "figureA3_counterfactuals",
+    "counterfactual_grid": "figureA3_counterfactuals", "snapshots": "figure4_stage2",
 }
 
 
@@ -922,7 +944,8 @@ def write_figures(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.P
     (logged). Returns the paths written.
 
     Groups (file names in ``FIGURE_FILES``): ``samples`` (class-by-row grids of each run's final samples and of
-    their seed images: paper Figures 5-7), ``curves`` (each stage-2 run's training curves), ``counterfactual``
+    their seed images: paper Figures 5-7), ``curves`` (each stage-2 run's training curves), ``snapshots`` (paper
+    Figure 4: robust accuracy and FID of the weight snapshots, one line per run), ``counterfactual``
     (paper Figure 1, one line per run), ``reliability`` (paper Figure 3 / A.5, one panel per run),
     ``unconditional`` (grids of each run's unconditional samples: paper Figure 8), ``bce_curves`` (the stage-2
     curves of several runs overlaid: paper Figure 2 when the runs differ in the BCE-branch augmentation),
@@ -960,6 +983,15 @@ def write_figures(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.P
             written += save_figure(fig, out_dir / f"{FIGURE_FILES['counterfactual']}.png", dpi)
         else:
             log.warning("skipped Figure 1: no run has metrics/counterfactual.json")
+
+    if "snapshots" in only:
+        found = collect_json(run_dirs, labels, "metrics/snapshots.json")
+        if found:
+            fig = Figure(figsize=(9, 3.5), layout="constrained")
+            plot_snapshots(*fig.subplots(1, 2), [{"label": label, **c} for _, label, c in found])
+            written += save_figure(fig, out_dir / f"{FIGURE_FILES['snapshots']}.png", dpi)
+        else:
+            log.warning("skipped Figure 4: no run has metrics/snapshots.json")
 
     if "counterfactual_grid" in only:
         for run_dir, label in runs:

@@ -449,6 +449,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model-out", type=Path, required=True, help="final checkpoint (model.pt)")
     p.add_argument("--log-csv", type=Path, required=True, help="training log, one row per logging step")
     p.add_argument("--ckpt-dir", type=Path, required=True, help="folder of the resumable last.pt")
+    p.add_argument("--snapshot-dir", type=Path, default=None,
+                   help="folder of the Figure 4 weight snapshots step_<n>.pt (method block snapshots; default "
+                        "<ckpt-dir>/../snapshots)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     add_device_argument(p)
     p.add_argument("--stop-after", type=int, default=None, help="stop (as if killed) after this many steps; for tests")
@@ -497,6 +500,14 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
             atomic_torch_save(state, path)
         barrier(env)
 
+    snap_dir = args.snapshot_dir or args.ckpt_dir.parent / "snapshots"
+
+    def snapshot() -> None:  # Figure 4: the weights (EMA when kept) after trainer.step updates
+        if cfg.snapshots and trainer.step % cfg.snapshots.every_steps == 0 and env.is_main:
+            atomic_torch_save(trainer.state(resumable=False), snap_dir / f"step_{trainer.step:07d}.pt")
+
+    if trainer.step == 0:
+        snapshot()
     seed, shard = run["seed"], (env.rank, env.world_size)
     workers = cfg.num_workers  # decoding processes per stream (ImageNet-sized data needs them; arrays do not)
     at_batches = data_lib.infinite_batches(trainer.at_stream, cfg.batch_size, seed, start_batch=trainer.step, shard=shard,
@@ -532,6 +543,7 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
             _append_log(args.log_csv, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}, fresh=False)
             log.info("step %d/%d %s", step, trainer.total_steps,
                      " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "step"))
+        snapshot()
         interrupted = stop["signal"] is not None or (args.stop_after is not None and step >= args.stop_after)
         due = cfg.ckpt_every_minutes is not None and time.time() - last_saved >= 60 * cfg.ckpt_every_minutes
         # every process must take the same decision at the same step (a signal may reach them at different times)

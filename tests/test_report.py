@@ -230,6 +230,9 @@ def test_metrics_long_table(runs, tmp_path):
 def test_figures_are_valid_pngs_and_pdfs(runs, tmp_path):
     at, dat = runs
     np.savez(dat / "samples_uncond.npz", x=np.full((120, 8, 8, 3), 200, np.uint8), y=(np.arange(120) % K))
+    _json(dat / "metrics" / "snapshots.json", {**_meta("fmnist_dat"), "norm": "L2", "eps": 1.5, "pgd_steps": 20,
+                                               "n_pgd": 500, "n_samples": 200, "steps": 60, "points": [
+        {"step": s, "images": 128 * s, "acc_clean": 0.8, "acc_pgd": 0.5 + 0.01 * s, "fid": 200.0 - s} for s in (0, 20, 40)]})
     np.savez(at / "counterfactual_examples.npz", x=np.zeros((4, 8, 8, 1), np.uint8),
              x_cf=np.full((3, 4, 8, 8, 1), 128, np.uint8), y=np.arange(4), target=np.arange(4) + 1, radii=[0.5, 1, 2])
     out = tmp_path / "figures"
@@ -237,7 +240,7 @@ def test_figures_are_valid_pngs_and_pdfs(runs, tmp_path):
                         "--out-dir", str(out)]) == 0
     stems = ["samples_fmnist_at", "seeds_fmnist_at", "samples_fmnist_dat", "seeds_fmnist_dat", "figure1_counterfactual",
              "figure3_reliability", "train_curves_fmnist_dat", "figure8_unconditional_fmnist_dat", "figure2_bce_augment",
-             "figureA3_counterfactuals_fmnist_at"]
+             "figureA3_counterfactuals_fmnist_at", "figure4_stage2"]
     for stem in stems:
         png, pdf = (out / f"{stem}.png").read_bytes(), (out / f"{stem}.pdf").read_bytes()
         assert png[:8] == PNG_SIGNATURE and len(png) > 3000, (stem, len(png))

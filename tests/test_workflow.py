@@ -214,6 +214,13 @@ def test_micro_pipeline_end_to_end(tmp_path):
                 assert value <= auroc[(ood_set, score, "clean")] + 1e-9, (run, ood_set, score)
         assert np.mean([v for k, v in auroc.items() if k[2] == "adversarial"]) < np.mean(
             [v for k, v in auroc.items() if k[2] == "clean"])
+    # Figure 4: the stage-1 weights (step 0) and every 4 updates of stage 2, measured by the same PGD and sampler
+    snaps = json.loads((res / "fmnist_dat/metrics/snapshots.json").read_text())
+    assert [(p["step"], p["images"]) for p in snaps["points"]] == [(0, 0), (4, 128), (8, 256)]
+    assert snaps["n_pgd"] == 16 and snaps["n_samples"] == 20
+    assert all(0 <= p["acc_pgd"] <= p["acc_clean"] <= 1 and np.isfinite(p["fid"]) for p in snaps["points"])
+    final = torch.load(res / "fmnist_dat/snapshots/step_0000008.pt", weights_only=True)
+    assert all(torch.equal(final["ema"][k], v) for k, v in dat["ema"].items())  # the last snapshot is model.pt
     # Table 9: the same model sampled both ways, from the same starts at the same T
     cond = json.loads((res / "fmnist_dat/metrics/fid.json").read_text())
     uncond = json.loads((res / "fmnist_dat/metrics/fid_uncond.json").read_text())
@@ -237,7 +244,7 @@ def test_micro_pipeline_end_to_end(tmp_path):
     html = (tmp_path / "report.html").read_text()
     for name in ("table1.csv", "table10.csv", "samples_fmnist_dat.png", "figure3_reliability.png",
                  "train_curves_fmnist_dat.pdf", "figure8_unconditional_fmnist_dat.png", "figure1_counterfactual.png",
-                 "figureA3_counterfactuals_fmnist_dat.png"):
+                 "figureA3_counterfactuals_fmnist_dat.png", "figure4_stage2.png"):
         assert name in html, name
     assert "20 class-balanced samples" in html  # the micro config's n_final, in the caption
 

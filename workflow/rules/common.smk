@@ -442,8 +442,8 @@ def _kind_rows(kind):
 
 
 def figure_groups():
-    """Figure group of dat.report -> (rows label -> run, output stems): sample/seed grids and stage-2 curves of
-    table1's runs, Figure 1 and the appendix A.3 grids / Figure 3 of the runs of the counterfactual / calibration
+    """Figure group of dat.report -> (rows label -> run, output stems): sample/seed grids, stage-2 curves and
+    Figure 4 (runs with weight snapshots) of table1's runs, Figure 1 and the appendix A.3 grids / Figure 3 of the runs of the counterfactual / calibration
     tables, Figure 8 of the runs of the conditional tables. A group without runs is left out.
     """
     main = config["tables"]["table1"]["rows"]
@@ -454,6 +454,14 @@ def figure_groups():
             [f"{kind}_{run}" for run in main.values() for kind in ("samples", "seeds")],
         ),
         "curves": (stage2, [f"train_curves_{run}" for run in stage2.values()]),
+        "snapshots": (
+            {
+                label: run
+                for label, run in main.items()
+                if _method_block(run).get("snapshots")
+            },
+            ["figure4_stage2"],
+        ),
         "counterfactual": (_kind_rows("counterfactual"), ["figure1_counterfactual"]),
         "counterfactual_grid": (
             _kind_rows("counterfactual"),
@@ -477,6 +485,7 @@ def figure_groups():
 FIGURE_INPUTS = {
     "samples": ["samples.npz"],
     "curves": ["model.pt"],
+    "snapshots": ["metrics/snapshots.json"],
     "counterfactual": ["metrics/counterfactual.json"],
     "counterfactual_grid": ["counterfactual_examples.npz"],
     "reliability": ["metrics/calibration.json"],

@@ -196,3 +196,30 @@ rule eval_counterfactual:
         "python -m dat.eval_counterfactual --config {input.cfg} --model {input.model} --data {input.train}"
         " --ref {input.ref} --out {output.counterfactual} --examples {output.examples}"
         " --threads {threads} > {log} 2>&1"
+
+
+# paper Figure 4: robust accuracy and FID of the weight snapshots of a run whose method has a snapshots block
+rule eval_snapshots:
+    input:
+        cfg="results/{run}/run.json",
+        model="results/{run}/model.pt",
+        test=data_file("test.npz"),
+        ref=data_file("fid_ref.npz"),
+        grid="results/{run}/grid.json",
+    output:
+        snapshots="results/{run}/metrics/snapshots.json",
+    log:
+        "logs/eval_snapshots/{run}.log",
+    benchmark:
+        "benchmarks/eval_snapshots/{run}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(240),
+        gpu=1,
+    shell:
+        "python -m dat.eval_snapshots --config {input.cfg} --snapshots results/{wildcards.run}/snapshots"
+        " --data {input.test} --ref {input.ref} --grid {input.grid} --out {output.snapshots}"
+        " --threads {threads} > {log} 2>&1"

@@ -1,0 +1,110 @@
+"""CLI: robust accuracy and FID of the weight snapshots a stage-2 run saved along the way (paper Figure 4).
+
+A method with ``snapshot_every_steps: N`` makes ``dat.train`` save the model (EMA weights when kept) before its
+first update and after every N updates into ``results/{run}/snapshots/step_<step>.pt``. For each snapshot, in step
+order, this command measures what Figure 4 plots against the images seen: clean and L2/Linf PGD accuracy on the
+first ``snapshots.n_pgd`` test images (the same PGD as ``dat.eval_robust``), and the FID of
+``snapshots.n_samples`` class-balanced samples drawn at the T the run's grid search chose (the same
+sampler and seeds as ``dat.sample``) against the dataset's FID reference. The counts are small on purpose: the
+curves show a trend; the final numbers are those of Table 1.
+
+Example::
+
+    python -m dat.eval_snapshots --config results/fmnist_dat/run.json --snapshots results/fmnist_dat/snapshots \
+        --data results/data/fmnist/test.npz --ref results/data/fmnist/fid_ref.npz --grid results/fmnist_dat/grid.json \
+        --out results/fmnist_dat/metrics/snapshots.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dat.checkpoint import checkpoint_record, load_model
+from dat.config import TrainConfig, threat_model
+from dat.data import open_images, to_tensor
+from dat.eval_robust import pgd_robust, predict
+from dat.inception import load_feature_extractor
+from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
+from dat.metrics import fid_from_features
+from dat.sample import generate
+
+log = logging.getLogger("dat.eval_snapshots")
+SNAPSHOT_RE = re.compile(r"step_(\d+)\.pt")
+
+
+def snapshot_files(folder: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``step_<step>.pt`` in ``folder``, by step.
+
+    Raises:
+        FileNotFoundError: naming the folder when it holds no snapshot (the method needs ``snapshot_every_steps``).
+    """
+    found = sorted((int(m.group(1)), p) for p in folder.glob("step_*.pt") if (m := SNAPSHOT_RE.fullmatch(p.name)))
+    if not found:
+        raise FileNotFoundError(f"{folder}: no step_<n>.pt snapshots (set snapshot_every_steps in the run's method)")
+    return found
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dat.eval_snapshots", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, required=True, help="run JSON")
+    p.add_argument("--snapshots", type=Path, required=True, help="folder of step_<n>.pt snapshots")
+    p.add_argument("--data", type=Path, required=True, help="test.npz")
+    p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz (mu, sigma, labels)")
+    p.add_argument("--grid", type=Path, required=True, help="grid.json with the chosen T")
+    p.add_argument("--out", type=Path, required=True, help="snapshots.json to write")
+    p.add_argument("--threads", type=int, default=None)
+    add_device_argument(p)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    set_threads(args.threads)
+    run = read_json(args.config)
+    ds, ev, s = run["dataset"], run["evaluate"], run["sampling"]
+    cfg = TrainConfig.from_dict(run["train"]).snapshots
+    if cfg is None:
+        raise ValueError(f"{args.config}: the run's method has no snapshots block")
+    device = resolve_device(args.device)
+    norm, eps = threat_model(ds)
+    p = ev["pgd"]
+    steps_t = int(read_json(args.grid)["chosen_steps"])
+    images, labels = open_images(args.data)
+    n_pgd = min(cfg.n_pgd, len(labels))
+    x, y = to_tensor(images[:n_pgd]), torch.from_numpy(labels[:n_pgd]).long()
+    extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
+    with np.load(args.ref) as ref:
+        mu_ref, sigma_ref, n_ref = ref["mu"], ref["sigma"], len(ref["labels"])
+    t0, points = time.time(), []
+    for step, path in snapshot_files(args.snapshots):
+        model, ckpt = load_model(path, ev["weights"], device)
+        acc_clean = float(predict(model, x, ev["batch_size"]).eq(y).float().mean())
+        correct, _ = pgd_robust(model, x, y, eps=eps, step_size=eps * p["step_size_factor"] / p["steps"],
+                                steps=p["steps"], norm=norm, batch_size=ev["batch_size"])
+        samples = generate(model, n=cfg.n_samples, num_classes=ds["num_classes"],
+                           image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
+                           step_size=float(ds["sampling_step_size"]), steps=steps_t, seed=s["seed_final"],
+                           conditional=s["conditional"], batch_size=s["batch_size"], device=device)
+        fid = float(fid_from_features(extractor(samples["x"])["features"], mu_ref, sigma_ref))
+        points.append({"step": step, "images": step * run["train"]["batch_size"], "acc_clean": acc_clean,
+                       "acc_pgd": float(correct.float().mean()), "fid": fid,
+                       "checkpoint": checkpoint_record(path, ckpt, ev["weights"])})
+        log.info("step %d: clean %.4f, PGD %.4f, FID %.2f", step, acc_clean, points[-1]["acc_pgd"], fid)
+    write_json({"run": run["run"], "dataset": ds["name"], "points": points, "n_pgd": n_pgd, "norm": norm, "eps": eps,
+                "pgd_steps": p["steps"], "n_samples": cfg.n_samples, "n_ref": n_ref, "steps": steps_t,
+                "extractor": extractor.name, "seed": s["seed_final"], "time_s": round(time.time() - t0, 2),
+                **provenance()}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
