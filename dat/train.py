@@ -9,7 +9,8 @@ y' = labels of the BCE batch, and the curriculum on T (``dat.curriculum``).
 
 The loop checkpoints ``ckpt/last.pt`` atomically every ``ckpt_every_steps`` steps (and every ``ckpt_every_minutes``
 of wall time when set) and on SIGTERM/SIGINT/SIGUSR1 (then exits 75 so that Snakemake's retry resumes it); a rerun
-resumes from it (same step, curriculum, optimizer, EMA, RNG and data position). A non-finite loss (or a JEM energy
+resumes from it (same step, curriculum, optimizer, EMA, RNG and data position); a ``last.pt`` written for another
+run config (a changed hyperparameter) is kept as ``last.stale-<time>.pt`` and training starts afresh. A non-finite loss (or a JEM energy
 blow-up) exits 65 keeping the last good checkpoint, or with ``on_divergence: keep_last`` ends the run cleanly with
 ``model.pt`` = that checkpoint marked ``diverged``. ``precision: bf16`` autocasts the training passes; evaluation commands stay fp32.
 
@@ -475,6 +476,13 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
     trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood, device, env, args.init_format)
     cfg = trainer.cfg
     last = args.ckpt_dir / "last.pt"
+    if last.exists() and load_checkpoint(last)["config"] != run:  # the config changed: train from scratch
+        barrier(env)  # every process has read it before it moves
+        if env.is_main:
+            stale = last.with_name(f"last.stale-{time.strftime('%Y%m%d-%H%M%S')}.pt")
+            last.rename(stale)
+            log.warning("%s was written for another run config: kept as %s, training from scratch", last, stale)
+        barrier(env)
     if last.exists():
         trainer.resume(last)
         if env.is_main:
@@ -507,6 +515,9 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
             atomic_torch_save(trainer.state(resumable=False), snap_dir / f"step_{trainer.step:07d}.pt")
 
     if trainer.step == 0:
+        if env.is_main:  # a fresh run: the snapshots of an earlier config would mix into Figure 4
+            for old in snap_dir.glob("step_*.pt"):
+                old.unlink()
         snapshot()
     seed, shard = run["seed"], (env.rank, env.world_size)
     workers = cfg.num_workers  # decoding processes per stream (ImageNet-sized data needs them; arrays do not)

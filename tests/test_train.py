@@ -398,3 +398,25 @@ def test_jem_divergence_with_keep_last_ends_with_the_last_good_checkpoint(workdi
     write_json(cfg, workdir / "jem_early.json")
     assert train.main(_cli(workdir, workdir / "jem_early.json", "jem_early")) == train.EXIT_NONFINITE
     assert not (workdir / "jem_early/model.pt").exists()
+
+
+def test_changed_config_sets_the_old_checkpoint_aside_and_trains_afresh(workdir):
+    """A rerun after a hyperparameter change (Snakemake retrains on a params change) neither fails on nor resumes
+    from the old last.pt: it is kept as last.stale-*.pt and the run equals a run of the new config from scratch;
+    stale Figure 4 snapshots go too."""
+    old, new = _run_config(1, 4), _run_config(1, 4)
+    new["train"]["optimizer"]["lr"] = 0.02
+    write_json(old, workdir / "old.json")
+    write_json(new, workdir / "new.json")
+    assert train.main([*_cli(workdir, workdir / "old.json", "run"), "--stop-after", "2"]) == train.EXIT_INTERRUPTED
+    (workdir / "run/snapshots").mkdir()
+    (workdir / "run/snapshots/step_0000003.pt").write_bytes(b"from the old config")
+    assert train.main(_cli(workdir, workdir / "new.json", "run")) == 0
+    assert train.main(_cli(workdir, workdir / "new.json", "fresh")) == 0
+    stale = list((workdir / "run/ckpt").glob("last.stale-*.pt"))
+    assert len(stale) == 1 and torch.load(stale[0], weights_only=True)["step"] == 2
+    a = torch.load(workdir / "run/model.pt", weights_only=True)["model"]
+    b = torch.load(workdir / "fresh/model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [int(r["step"]) for r in _log(workdir / "run")] == [1, 2, 3, 4]
+    assert not (workdir / "run/snapshots/step_0000003.pt").exists()
