@@ -1,7 +1,8 @@
 """CLI: the paper's tables (booktabs LaTeX with CSV twins), the long metrics table and the figures.
 
 Reads only the run files of docs/formats.md under each ``results/{run}`` folder (``metrics/*.json``,
-``grid.json``, ``samples.npz``, ``train_log.csv``) and never recomputes a metric. Library functions (building
+``grid.json``, ``samples.npz``, ``samples_uncond.npz``, ``counterfactual_examples.npz``, ``train_log.csv``) and never
+recomputes a metric. Library functions (building
 DataFrames from run folders, LaTeX formatting, drawing into a given Axes) are separate from the CLI drivers.
 LaTeX is written by :func:`latex_table` (no jinja2 needed); the tables need ``\\usepackage{booktabs}``.
 
@@ -12,11 +13,13 @@ Examples::
     python -m dat.report reproductions --spec '{"rows": [{"label": "RATIO", "run_dir": "results/fmnist_ratio"}],
         "reported": [{"label": "RATIO", "source": "Augustin et al. (2020)", "dataset": "CIFAR-10", "acc": 91.08}]}' \
         --out-tex results/tables/table7.tex --out-csv results/tables/table7.csv
+    python -m dat.report table --kind ood --runs results/fmnist_at results/fmnist_dat --labels "Standard AT" DAT \
+        --out-tex results/tables/table10.tex --out-csv results/tables/table10.csv
     python -m dat.report tables --runs results/fmnist_at results/fmnist_dat --labels "Standard AT" "DAT" \
         --out-dir results/tables
     python -m dat.report metrics --runs results/fmnist_at results/fmnist_dat --out results/report/metrics.csv
     python -m dat.report figures --runs results/fmnist_at results/fmnist_dat --labels "Standard AT" "DAT" \
-        --out-dir results/figures
+        --out-dir results/figures [--only reliability counterfactual]
 """
 
 from __future__ import annotations
