@@ -891,10 +891,15 @@ def write_kind_table(kind: str, run_dirs: Sequence, labels: Sequence[str], out_t
     df = frame(run_dirs, labels)
     if df.empty:
         raise ValueError(f"{kind} table: no run has {source} ({', '.join(map(str, run_dirs))})")
+    _write_table(df, latex, out_tex, out_csv)
+    return df
+
+
+def _write_table(df: pd.DataFrame, latex, out_tex, out_csv) -> None:
+    """``latex(df)`` to ``out_tex`` and ``df`` to ``out_csv``, both atomically."""
     atomic_write_text(latex(df), out_tex)
     write_csv(df, out_csv)
-    log.info("wrote %s and %s (%s, %d rows)", out_tex, out_csv, kind, len(df))
-    return df
+    log.info("wrote %s and %s (%d rows)", out_tex, out_csv, len(df))
 
 
 def write_tables(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.PathLike) -> list[Path]:
@@ -905,10 +910,8 @@ def write_tables(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.Pa
         if df.empty:
             log.warning("skipped %s table: no run has %s", name, source)
             continue
-        atomic_write_text(latex(df), out_dir / f"{name}.tex")
-        write_csv(df, out_dir / f"{name}.csv")
+        _write_table(df, latex, out_dir / f"{name}.tex", out_dir / f"{name}.csv")
         written += [out_dir / f"{name}.tex", out_dir / f"{name}.csv"]
-        log.info("wrote %s table (%d rows)", name, len(df))
     return written
 
 

@@ -247,8 +247,8 @@ class Trainer:
                 out["replay"] = {**self.replay.state_dict(), "generator": self.replay.generator.get_state()}
         return out
 
-    def resume(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
+    def resume(self, ckpt: dict, path: Path) -> None:
+        """Continue from ``ckpt``, the loaded resumable checkpoint ``path`` (named in messages)."""
         if ckpt["config"] != self.run:
             raise ValueError(f"{path} was written for a different run config; delete it to restart from scratch")
         self.model.load_state_dict(ckpt["model"])
@@ -476,15 +476,18 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
     trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood, device, env, args.init_format)
     cfg = trainer.cfg
     last = args.ckpt_dir / "last.pt"
-    if last.exists() and load_checkpoint(last)["config"] != run:  # the config changed: train from scratch
+    ckpt = load_checkpoint(last) if last.exists() else None
+    if ckpt is not None and ckpt["config"] != run:  # the config changed: train from scratch
+        ckpt = None
         barrier(env)  # every process has read it before it moves
         if env.is_main:
             stale = last.with_name(f"last.stale-{time.strftime('%Y%m%d-%H%M%S')}.pt")
             last.rename(stale)
             log.warning("%s was written for another run config: kept as %s, training from scratch", last, stale)
         barrier(env)
-    if last.exists():
-        trainer.resume(last)
+    if ckpt is not None:
+        trainer.resume(ckpt, last)
+        del ckpt
         if env.is_main:
             _truncate_log(args.log_csv, trainer.step)
     elif env.is_main:

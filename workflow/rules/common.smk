@@ -448,6 +448,9 @@ def figure_groups():
     """
     main = config["tables"]["table1"]["rows"]
     stage2 = {label: run for label, run in main.items() if run in stage2_runs([run])}
+    counterfactual, conditional = _kind_rows("counterfactual"), _kind_rows(
+        "conditional"
+    )
     groups = {
         "samples": (
             main,
@@ -462,21 +465,15 @@ def figure_groups():
             },
             ["figure4_stage2"],
         ),
-        "counterfactual": (_kind_rows("counterfactual"), ["figure1_counterfactual"]),
+        "counterfactual": (counterfactual, ["figure1_counterfactual"]),
         "counterfactual_grid": (
-            _kind_rows("counterfactual"),
-            [
-                f"figureA3_counterfactuals_{run}"
-                for run in _kind_rows("counterfactual").values()
-            ],
+            counterfactual,
+            [f"figureA3_counterfactuals_{run}" for run in counterfactual.values()],
         ),
         "reliability": (_kind_rows("calibration"), ["figure3_reliability"]),
         "unconditional": (
-            _kind_rows("conditional"),
-            [
-                f"figure8_unconditional_{run}"
-                for run in _kind_rows("conditional").values()
-            ],
+            conditional,
+            [f"figure8_unconditional_{run}" for run in conditional.values()],
         ),
     }
     return {group: v for group, v in groups.items() if v[0]}
