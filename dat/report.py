@@ -784,7 +784,7 @@ def plot_train_curves(axes: Sequence, train_log: pd.DataFrame, label: str | None
     """Stage-2 curves against images seen: loss terms, AUC, T (``steps_T``) and adversarial accuracy.
 
     Args:
-        axes: four Axes.
+        axes: four Axes (loss, AUC, T, adversarial accuracy); None skips that panel.
         train_log: train_log.csv rows; only rows with a ``bce`` value (stage 2) are drawn.
         label: None draws one run (every loss term); a label overlays runs: the BCE loss of each, in one colour
             per run across the four panels, with a legend.
@@ -793,22 +793,26 @@ def plot_train_curves(axes: Sequence, train_log: pd.DataFrame, label: str | None
     x = pd.to_numeric(df["images"], errors="coerce")
     col = lambda name: pd.to_numeric(df[name], errors="coerce")  # noqa: E731
     ax_loss, ax_auc, ax_t, ax_acc = axes
-    color = None if label is None else f"C{len(ax_auc.get_lines()) % 10}"
-    for name in (("loss", "ce_adv", "bce") if label is None else ("bce",)):
-        if name in df:
-            ax_loss.plot(x, col(name), label=name if label is None else label, color=color)
-    ax_loss.set(ylabel="loss", title="loss terms" if label is None else "BCE loss")
-    ax_loss.legend(fontsize=8)
-    if "auc" in df:
-        ax_auc.plot(x, col("auc"), color=color or "tab:green", label=label)
-    ax_auc.set(ylabel="AUC real vs $x_T$", title="AUC")
-    if "steps_T" in df:
-        ax_t.step(x, col("steps_T"), where="post", color=color or "tab:purple", label=label)
-    ax_t.set(ylabel="T", title="sampling steps T (curriculum)")
-    if "acc_adv" in df:
-        ax_acc.plot(x, col("acc_adv"), color=color or "tab:orange", label=label)
-    ax_acc.set(ylabel="accuracy", title="adversarial training accuracy")
-    for ax in axes:
+    drawn = [ax for ax in axes if ax is not None]
+    color = None if label is None else f"C{len(drawn[0].get_lines()) % 10}"
+    if ax_loss is not None:
+        for name in (("loss", "ce_adv", "bce") if label is None else ("bce",)):
+            if name in df:
+                ax_loss.plot(x, col(name), label=name if label is None else label, color=color)
+        ax_loss.set(ylabel="loss", title="loss terms" if label is None else "BCE loss")
+        ax_loss.legend(fontsize=8)
+    for ax, name, default, ylabel, title in ((ax_auc, "auc", "tab:green", "AUC real vs $x_T$", "AUC"),
+                                             (ax_t, "steps_T", "tab:purple", "T", "sampling steps T (curriculum)"),
+                                             (ax_acc, "acc_adv", "tab:orange", "accuracy",
+                                              "adversarial training accuracy")):
+        if ax is None:
+            continue
+        if name == "steps_T" and name in df:
+            ax.step(x, col(name), where="post", color=color or default, label=label)
+        elif name in df:
+            ax.plot(x, col(name), color=color or default, label=label)
+        ax.set(ylabel=ylabel, title=title)
+    for ax in drawn:
         ax.set_xlabel("images seen")
         ax.grid(alpha=0.3)
 
@@ -1033,8 +1037,20 @@ def write_figures(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.P
                 written += save_figure(fig, out_dir / f"{FIGURE_FILES['curves']}_{run_name(run_dir)}.png", dpi)
 
     if "bce_curves" in only:
-        logs = [(label, t) for (run_dir, label) in runs if (t := _stage2_log(run_dir)) is not None]
-        if logs:
+        staged = [(run_dir, label, t) for (run_dir, label) in runs if (t := _stage2_log(run_dir)) is not None]
+        logs = [(label, t) for _, label, t in staged]
+        found = collect_json([d for d, _, _ in staged], [label for _, label, _ in staged], "metrics/snapshots.json")
+        if logs and len(found) == len(logs):
+            fig = Figure(figsize=(9, 6.5), layout="constrained")
+            (ax_acc, ax_fid), (ax_bce, ax_t) = fig.subplots(2, 2)
+            plot_snapshots(ax_acc, ax_fid, [{"label": label, **c} for _, label, c in found])
+            for label, train_log in logs:
+                plot_train_curves((ax_bce, None, ax_t, None), train_log, label=label)
+            fig.suptitle("Stage 2 per BCE-branch augmentation (paper Figure 2)")
+            written += save_figure(fig, out_dir / f"{FIGURE_FILES['bce_curves']}.png", dpi)
+        elif logs:
+            log.warning("Figure 2 without robust accuracy and FID: %d of %d stage-2 runs have metrics/snapshots.json "
+                        "(a method without a snapshots block); drawing the training logs only", len(found), len(logs))
             fig = Figure(figsize=(9, 6), layout="constrained")
             axes = fig.subplots(2, 2).ravel()
             for label, train_log in logs:

@@ -253,6 +253,21 @@ def test_figures_are_valid_pngs_and_pdfs(runs, tmp_path):
     assert sorted(p.name for p in only.iterdir()) == ["figure3_reliability.pdf", "figure3_reliability.png"]
 
 
+def test_figure2_draws_snapshots_of_every_stage2_run(runs, tmp_path, caplog):
+    at, dat = runs
+    _json(dat / "metrics" / "snapshots.json", {**_meta("fmnist_dat"), "norm": "L2", "eps": 1.5, "pgd_steps": 20,
+                                               "n_pgd": 500, "n_samples": 200, "steps": 60, "points": [
+        {"step": s, "images": 128 * s, "acc_clean": 0.8, "acc_pgd": 0.5, "fid": 200.0 - s} for s in (0, 20)]})
+    with caplog.at_level(logging.WARNING, logger="dat.report"):
+        written = report.write_figures([at, dat], ["Standard AT", "DAT"], tmp_path / "a", only=["bce_curves"])
+    assert [p.name for p in written] == ["figure2_bce_augment.png", "figure2_bce_augment.pdf"]
+    assert "Figure 2 without" not in caplog.text  # stage 1 (at) has no stage-2 rows and needs no snapshots
+    (dat / "metrics" / "snapshots.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="dat.report"):
+        written = report.write_figures([at, dat], ["Standard AT", "DAT"], tmp_path / "b", only=["bce_curves"])
+    assert "Figure 2 without robust accuracy and FID: 0 of 1 stage-2 runs" in caplog.text and len(written) == 2
+
+
 def test_figures_skip_missing_inputs(runs, tmp_path, caplog):
     at, dat = runs
     (at / "samples.npz").unlink()

@@ -37,10 +37,15 @@ PIPELINE = {"prepare_data", "fid_ref", "train_model", "grid_search_steps", "samp
 @needs_fmnist
 def test_smoke_profile_dry_run_plans_the_whole_pipeline(tmp_path):
     out = snakemake("-n", "--profile", str(REPO / "profiles/smoke"), "--configfile", str(REPO / "config/smoke.yaml"),
-                    "--directory", str(tmp_path), "all")
+                    "--directory", str(tmp_path), "all", "ablations")
     rules = planned_rules(out.stdout)
-    assert PIPELINE | {"eval_ood", "eval_calibration", "eval_counterfactual", "make_figures", "fid_floor", "prepare_ood"} <= rules
+    assert PIPELINE | {"eval_ood", "eval_calibration", "eval_counterfactual", "make_figures", "fid_floor", "prepare_ood",
+                       "make_figure2", "eval_snapshots"} <= rules
     assert "fmnist_dat" in out.stdout and "fmnist_at" in out.stdout
+    # Figure 2 plots robust accuracy and FID of the snapshots of each BCE-augmentation run (paper Figure 2)
+    figure2 = out.stdout.split("rule make_figure2:")[1].split("output:")[0]
+    for run in ("fmnist_dat_bce_none", "fmnist_dat_bce_crop", "fmnist_dat", "fmnist_dat_bce_autoaugment"):
+        assert f"results/{run}/metrics/snapshots.json" in figure2 and f"results/{run}/model.pt" in figure2
 
 
 @needs_fmnist

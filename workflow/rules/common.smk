@@ -530,6 +530,21 @@ def bce_figure_group():
     return {"bce_curves": (rows, ["figure2_bce_augment"])} if rows else {}
 
 
+def bce_figure_inputs():
+    """Figure 2 reads each run's training log (beside model.pt) and, where its method saves weight snapshots, their
+    robust accuracy and FID (metrics/snapshots.json: the paper's two panels)."""
+    rows = bce_figure_group().get("bce_curves", ({},))[0]
+    return [
+        f"results/{run}/{relpath}"
+        for run in rows.values()
+        for relpath in (
+            ["model.pt", "metrics/snapshots.json"]
+            if _method_block(run).get("snapshots")
+            else ["model.pt"]
+        )
+    ]
+
+
 def is_ablation(name):
     """Tables named ablation_* are built by the `ablations` target (`snakemake all ablations` builds everything)."""
     return name.startswith("ablation_")

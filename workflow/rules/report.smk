@@ -83,10 +83,7 @@ rule make_figures:
 # paper Figure 2: stage-2 curves of the BCE-augmentation ablation (part of the `ablations` target)
 rule make_figure2:
     input:
-        [
-            f"results/{run}/model.pt"
-            for run in bce_figure_group().get("bce_curves", ({},))[0].values()
-        ],
+        bce_figure_inputs(),
     output:
         figures=[
             report(
