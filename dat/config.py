@@ -274,6 +274,24 @@ _NUMBERS = {
 }
 
 
+# What only the evaluation of a run reads: its ``sampling`` and ``evaluate`` blocks and these keys of its dataset
+# block. The workflow leaves them out of the data and training configs (results/data/{dataset}/dataset.json,
+# results/{run}/train.json), so that changing a sample count, an OOD set or a counterfactual radius re-runs the
+# evaluations and never data preparation or training.
+EVALUATION_KEYS = ("sampling", "evaluate")
+EVALUATION_DATASET_KEYS = ("threat_model", "sampling_step_size", "ood_eps", "counterfactual_radii", "ood_sets", "n_ood")
+
+
+def training_view(run: dict) -> dict:
+    """The part of a resolved run config (``run.json``) that determines its training: the run without
+    ``EVALUATION_KEYS`` and without ``EVALUATION_DATASET_KEYS`` in its dataset block. A ``train.json`` is its own
+    training view, so checkpoints written under either file compare equal."""
+    out = {k: v for k, v in run.items() if k not in EVALUATION_KEYS}
+    if isinstance(out.get("dataset"), dict):
+        out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in EVALUATION_DATASET_KEYS}
+    return out
+
+
 def threat_model(dataset: dict) -> tuple[str, float]:
     """(norm, eps) of a dataset block's ``threat_model``, with eps parsed to a float."""
     tm = dataset["threat_model"]

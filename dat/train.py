@@ -44,7 +44,7 @@ from torch import nn
 from dat import data as data_lib
 from dat.attacks import ebjdat_attack, pgd_attack, pgd_maximize
 from dat.checkpoint import INIT_FORMATS, published_weights
-from dat.config import TrainConfig
+from dat.config import TrainConfig, training_view
 from dat.curriculum import StepCurriculum
 from dat.distributed import (
     DistEnv,
@@ -149,7 +149,7 @@ class Trainer:
     def __init__(self, run: dict, data_dir: Path, init_path: Path | None, init_sha256: str | None = None,
                  aux_ood: Path | None = None, device: str | torch.device = "cpu", dist_env: DistEnv = DistEnv(),
                  init_format: str = "dat"):
-        self.run = run
+        self.run = training_view(run)  # what checkpoints store and a resume compares
         self.device = torch.device(device)
         self.dist = dist_env
         self.cfg = TrainConfig.from_dict(run["train"])
@@ -249,7 +249,7 @@ class Trainer:
 
     def resume(self, ckpt: dict, path: Path) -> None:
         """Continue from ``ckpt``, the loaded resumable checkpoint ``path`` (named in messages)."""
-        if ckpt["config"] != self.run:
+        if training_view(ckpt["config"]) != self.run:
             raise ValueError(f"{path} was written for a different run config; delete it to restart from scratch")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -440,7 +440,8 @@ def _truncate_log(path: Path, step: int) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m dat.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, required=True, help="run JSON written by the workflow (results/{run}/run.json)")
+    p.add_argument("--config", type=Path, required=True, help="run config written by the workflow: results/{run}/train.json (or the full run.json; "
+                        "training reads only its training view, dat.config.training_view)")
     p.add_argument("--data-dir", type=Path, required=True, help="folder with train.npz of the run's dataset")
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (stage 1 model for stage 2)")
     p.add_argument("--init-sha256", default=None, help="expected sha256 of --init (for published checkpoints)")
@@ -477,7 +478,7 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
     cfg = trainer.cfg
     last = args.ckpt_dir / "last.pt"
     ckpt = load_checkpoint(last) if last.exists() else None
-    if ckpt is not None and ckpt["config"] != run:  # the config changed: train from scratch
+    if ckpt is not None and training_view(ckpt["config"]) != trainer.run:  # the config changed: train from scratch
         ckpt = None
         barrier(env)  # every process has read it before it moves
         if env.is_main:

@@ -1,5 +1,6 @@
 """Training command: stage 1 and stage 2 on real Fashion-MNIST images, resume after a kill, BatchNorm frozen."""
 
+import copy
 import csv
 import os
 import gzip
@@ -420,3 +421,23 @@ def test_changed_config_sets_the_old_checkpoint_aside_and_trains_afresh(workdir)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [int(r["step"]) for r in _log(workdir / "run")] == [1, 2, 3, 4]
     assert not (workdir / "run/snapshots/step_0000003.pt").exists()
+
+
+def test_evaluation_settings_do_not_touch_training(workdir):
+    """A run killed under one run.json resumes (no fresh start) under another that differs only in what
+    evaluation reads (sampling/evaluate blocks, evaluation-only dataset keys), or under its train.json view."""
+    from dat.config import training_view
+
+    first = {**_run_config(1, 4), "sampling": {"n_final": 500}, "evaluate": {"n_clean": 100}}
+    first["dataset"].update(counterfactual_radii=[0.5, 1.0], ood_sets=["noise"])
+    second = copy.deepcopy(first)
+    second["sampling"]["n_final"] = 50000
+    second["dataset"]["counterfactual_radii"] = [1.0, 2.0]
+    assert training_view(first) == training_view(second) == _run_config(1, 4)
+    write_json(first, workdir / "first.json")
+    write_json(training_view(second), workdir / "train.json")
+    assert train.main([*_cli(workdir, workdir / "first.json", "run"), "--stop-after", "2"]) == train.EXIT_INTERRUPTED
+    assert train.main(_cli(workdir, workdir / "train.json", "run")) == 0
+    assert not list((workdir / "run/ckpt").glob("last.stale-*.pt"))  # resumed, not restarted
+    assert [int(r["step"]) for r in _log(workdir / "run")] == [1, 2, 3, 4]
+    assert torch.load(workdir / "run/model.pt", weights_only=True)["config"] == training_view(first)

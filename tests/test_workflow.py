@@ -244,6 +244,16 @@ def test_micro_pipeline_end_to_end(tmp_path):
     again = snakemake("-n", "--configfile", config, "--directory", str(tmp_path),
                       "--cores", "2", "all", "ablations")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # new evaluation settings re-run evaluations only: data preparation and training read configs without them
+    micro = yaml.safe_load(Path(config).read_text())
+    micro["sampling"]["n_final"] += 10
+    micro["evaluate"]["ece"]["n_bins"] += 1
+    micro["datasets"]["fmnist"]["counterfactual_radii"] = [0.5, 1.5]
+    changed = snakemake("-n", "--configfile", str(_with(micro, tmp_path / "eval_changed.yaml")), "--directory",
+                        str(tmp_path), "--cores", "2", "all", "ablations")
+    rules = planned_rules(changed.stdout)
+    assert {"sample_images", "eval_calibration", "eval_counterfactual", "make_table"} <= rules
+    assert not rules & {"write_train_config", "train_model", "prepare_data", "write_dataset_config"}, rules
     # one self-contained HTML page with every table and figure marked report(), captions rendered from the config
     snakemake("--configfile", config, "--directory", str(tmp_path), "--cores", "1", "--report", "report.html", "all")
     html = (tmp_path / "report.html").read_text()

@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from dat.config import TrainConfig
+from dat.config import EVALUATION_DATASET_KEYS, TrainConfig, training_view
 from dat.io import write_json
 from dat.data import (
     DATASET_OOD_SETS,
@@ -237,18 +237,22 @@ def dataset_of(run):
     return config["runs"][run]["dataset"]
 
 
-def dataset_cfg(dataset):
-    """The dataset block as written to results/data/{dataset}/dataset.json (without the sampling/evaluate
-    overrides, which reach the commands through the run JSON)."""
+def dataset_cfg(dataset, evaluation=True):
+    """The dataset block (without the sampling/evaluate overrides, which reach the commands through the run JSON).
+    ``evaluation=False`` also leaves out the keys only evaluation reads: that view is results/data/{dataset}/dataset.json,
+    which data preparation reads, so that changing e.g. the OOD sets or counterfactual radii never re-prepares data.
+    """
     ds = config["datasets"][dataset]
-    return {
-        "name": dataset,
-        **{k: v for k, v in ds.items() if k not in ("sampling", "evaluate", "label")},
-    }
+    leave_out = {"sampling", "evaluate", "label"}
+    if not evaluation:
+        leave_out |= set(EVALUATION_DATASET_KEYS)
+    return {"name": dataset, **{k: v for k, v in ds.items() if k not in leave_out}}
 
 
 def run_cfg(run):
-    """The resolved run: everything one run's commands read, written to results/{run}/run.json."""
+    """The resolved run: everything one run's commands read, written to results/{run}/run.json. Its training view
+    (dat.config.training_view) is results/{run}/train.json, the only config file training reads: a change to the
+    evaluation settings re-runs evaluations, never training."""
     r = config["runs"][run]
     return {
         "run": run,
@@ -263,6 +267,10 @@ def run_cfg(run):
         "sampling": sampling_cfg(r["dataset"]),
         "evaluate": evaluate_cfg(r["dataset"]),
     }
+
+
+def train_cfg(run):
+    return training_view(run_cfg(run))
 
 
 def init_input(wildcards):

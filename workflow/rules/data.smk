@@ -13,7 +13,9 @@ rule write_dataset_config:
     log:
         "logs/write_dataset_config/{dataset}.log",
     params:
-        cfg=lambda wildcards: json.dumps(dataset_cfg(wildcards.dataset), sort_keys=True),
+        cfg=lambda wildcards: json.dumps(
+            dataset_cfg(wildcards.dataset, evaluation=False), sort_keys=True
+        ),
     run:
         write_json(json.loads(params.cfg), output.cfg)
         Path(log[0]).write_text(f"wrote {output.cfg}\n")
@@ -73,8 +75,11 @@ rule prepare_ood:
     resources:
         mem_mb=4000,
         runtime=runtime_min(30),
+    params:
+        n=lambda wildcards: config["datasets"][wildcards.dataset]["n_ood"],
     shell:
-        "python -m dat.prepare ood --config {input.cfg} --name {wildcards.ood} --out {output.ood} > {log} 2>&1"
+        "python -m dat.prepare ood --config {input.cfg} --name {wildcards.ood} --n {params.n} --out {output.ood}"
+        " > {log} 2>&1"
 
 
 rule fid_ref:

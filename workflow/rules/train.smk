@@ -5,6 +5,7 @@
 
 localrules:
     write_run_config,
+    write_train_config,
 
 
 rule write_run_config:
@@ -19,9 +20,22 @@ rule write_run_config:
         Path(log[0]).write_text(f"wrote {output.cfg}\n")
 
 
+# The training view of run.json (no sampling/evaluate settings): training reruns only when this file changes.
+rule write_train_config:
+    output:
+        cfg="results/{run}/train.json",
+    log:
+        "logs/write_train_config/{run}.log",
+    params:
+        cfg=lambda wildcards: json.dumps(train_cfg(wildcards.run), sort_keys=True),
+    run:
+        write_json(json.loads(params.cfg), output.cfg)
+        Path(log[0]).write_text(f"wrote {output.cfg}\n")
+
+
 rule train_model:
     input:
-        cfg="results/{run}/run.json",
+        cfg="results/{run}/train.json",
         train=data_file("train.npz"),
         init=init_input,
         aux_ood=aux_ood_input,
