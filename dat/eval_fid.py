@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     with np.load(args.samples) as f:
         x, steps = f["x"], int(f["steps"])
         conditional = bool(f["conditional"]) if "conditional" in f.files else bool(run["sampling"]["conditional"])
+        starts = str(f["starts"]) if "starts" in f.files else "noise"
     out = extractor(x)
     fid = fid_from_features(out["features"], mu_ref, sigma_ref)
     is_mean = is_std = None
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     write_json({
         "run": run["run"], "dataset": run["dataset"]["name"], "fid": float(fid), "n_samples": int(len(x)), "n_ref": n_ref,
         "extractor": extractor.name, "is_mean": is_mean, "is_std": is_std, "is_note": note, "steps": steps,
-        "conditional": conditional,
+        "conditional": conditional, "starts": starts,
         "step_size": float(run["dataset"]["sampling_step_size"]), "fid_floor": floor.get("fid_floor"),
         "n_floor": floor.get("n_real"), "seed": run["sampling"]["seed_final"], "time_s": round(time.time() - t0, 2),
         **provenance(),

@@ -34,7 +34,7 @@ from dat.eval_robust import pgd_robust, predict
 from dat.inception import load_feature_extractor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import fid_from_features
-from dat.sample import generate
+from dat.sample import add_starts_argument, generate, load_starts, starts_name
 
 log = logging.getLogger("dat.eval_snapshots")
 SNAPSHOT_RE = re.compile(r"step_(\d+)\.pt")
@@ -60,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz (mu, sigma, labels)")
     p.add_argument("--grid", type=Path, required=True, help="grid.json with the chosen T")
     p.add_argument("--out", type=Path, required=True, help="snapshots.json to write")
+    add_starts_argument(p)
     p.add_argument("--threads", type=int, default=None)
     add_device_argument(p)
     return p.parse_args(argv)
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
     with np.load(args.ref) as ref:
         mu_ref, sigma_ref, n_ref = ref["mu"], ref["sigma"], len(ref["labels"])
-    t0, points = time.time(), []
+    t0, points, starts = time.time(), [], load_starts(args.starts)
     for step, path in snapshot_files(args.snapshots):
         model, ckpt = load_model(path, ev["weights"], device)
         acc_clean = float(predict(model, x, ev["batch_size"]).eq(y).float().mean())
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
         samples = generate(model, n=cfg.n_samples, num_classes=ds["num_classes"],
                            image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
                            step_size=float(ds["sampling_step_size"]), steps=steps_t, seed=s["seed_final"],
-                           conditional=s["conditional"], batch_size=s["batch_size"], device=device)
+                           conditional=s["conditional"], batch_size=s["batch_size"], device=device, starts=starts)
         fid = float(fid_from_features(extractor(samples["x"])["features"], mu_ref, sigma_ref))
         points.append({"step": step, "images": step * run["train"]["batch_size"], "acc_clean": acc_clean,
                        "acc_pgd": float(correct.float().mean()), "fid": fid,
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
         log.info("step %d: clean %.4f, PGD %.4f, FID %.2f", step, acc_clean, points[-1]["acc_pgd"], fid)
     write_json({"run": run["run"], "dataset": ds["name"], "points": points, "n_pgd": n_pgd, "norm": norm, "eps": eps,
                 "pgd_steps": p["steps"], "n_samples": cfg.n_samples, "n_ref": n_ref, "steps": steps_t,
-                "extractor": extractor.name, "seed": s["seed_final"], "time_s": round(time.time() - t0, 2),
+                "extractor": extractor.name, "starts": starts_name(run, args.starts), "seed": s["seed_final"], "time_s": round(time.time() - t0, 2),
                 **provenance()}, args.out)
     return 0
 

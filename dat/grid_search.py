@@ -25,7 +25,7 @@ from dat.checkpoint import checkpoint_record, load_model
 from dat.inception import load_feature_extractor
 from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
 from dat.metrics import fid_from_features
-from dat.sample import generate
+from dat.sample import add_starts_argument, generate, load_starts, starts_name
 
 log = logging.getLogger("dat.grid_search")
 
@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, required=True, help="trained model.pt")
     p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz of the training set (mu, sigma)")
     p.add_argument("--out", type=Path, required=True, help="grid.json to write")
+    add_starts_argument(p)
     p.add_argument("--threads", type=int, default=None)
     add_device_argument(p)
     return p.parse_args(argv)
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     out = generate(
         model, n=s["n_grid"], num_classes=ds["num_classes"], image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
         step_size=step_size, steps=grid[-1], seed=s["seed_grid"], record=grid, conditional=s["conditional"],
-        batch_size=s["batch_size"], device=device,
+        batch_size=s["batch_size"], device=device, starts=load_starts(args.starts),
     )
     t_chain = time.time() - t0
     fids = []
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
     write_json({
         "run": run["run"], "dataset": ds["name"], "steps_grid": grid, "fid": fids, "chosen_steps": chosen,
         "step_size": step_size, "n_samples": s["n_grid"], "n_ref": n_ref, "extractor": extractor.name,
-        "conditional": s["conditional"], "seed": s["seed_grid"],
+        "conditional": s["conditional"], "starts": starts_name(run, args.starts), "seed": s["seed_grid"],
         "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]), "chain_time_s": round(t_chain, 2),
         "time_s": round(time.time() - t0, 2), **provenance(),
     }, args.out)

@@ -259,15 +259,25 @@ def reproductions_latex(df: pd.DataFrame, title: str = "Baseline reproductions")
 
 
 def sampling_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
-    """Grid search of T (long): run, method, steps, fid, chosen, step_size, n_samples, n_ref, extractor."""
+    """Grid search of T (long): run, method, steps, fid, chosen, step_size, starts (what the chains start from:
+    ``noise`` or the run's auxiliary OOD set), n_samples, n_ref, extractor."""
     rows = []
     for run, label, g in collect_json(run_dirs, labels, "grid.json"):
         for steps, fid in zip(g["steps_grid"], g["fid"]):
             rows.append({"run": run, "method": label, "steps": int(steps), "fid": fid,
                          "chosen": int(steps) == int(g["chosen_steps"]), "step_size": g.get("step_size"),
-                         "n_samples": g.get("n_samples"), "n_ref": g.get("n_ref"), "extractor": g.get("extractor")})
-    return pd.DataFrame(rows, columns=["run", "method", "steps", "fid", "chosen", "step_size", "n_samples", "n_ref",
-                                       "extractor"])
+                         "starts": g.get("starts", "noise"), "n_samples": g.get("n_samples"), "n_ref": g.get("n_ref"),
+                         "extractor": g.get("extractor")})
+    return pd.DataFrame(rows, columns=["run", "method", "steps", "fid", "chosen", "step_size", "starts", "n_samples",
+                                       "n_ref", "extractor"])
+
+
+def starts_label(name: str) -> str:
+    """Paper Table 8's "OOD data source" cell: ``noise`` -> uniform noise, ``file:<path>`` -> the file's name, a set
+    name as it is."""
+    if name == "noise":
+        return "uniform noise"
+    return Path(name.split(":", 1)[1]).name if name.startswith(("file:", "npz:")) else name
 
 
 def conditional_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
@@ -517,12 +527,14 @@ def sampling_latex(df: pd.DataFrame) -> str:
         rows.append(cells)
     chosen = [df[(df["run"] == run) & df["chosen"]]["steps"] for run, _ in runs]
     rows += ["midrule", ["chosen $T$"] + [fmt_int(c.iloc[0]) if len(c) else MISSING for c in chosen],
-             [r"step size $\eta$"] + [fmt_g(r["step_size"]) for r in recs]]
+             [r"step size $\eta$"] + [fmt_g(r["step_size"]) for r in recs],
+             ["chain starts"] + [latex_escape(starts_label(r["starts"])) for r in recs]]
     caption = (
         f"Grid search of the sampling steps $T$: FID of {same_or_each(recs, 'n_samples')} held-out samples (seeds "
         f"distinct from the final samples) against {same_or_each(recs, 'n_ref')} reference training images, feature "
         f"extractor {same_or_each(recs, 'extractor', fmt=fmt_text)}. "
-        f"Bold: the chosen $T$ (lowest FID), used for the final samples (paper Table 8). {_runs_sentence(recs)}"
+        f"Bold: the chosen $T$ (lowest FID), used for the final samples; chain starts: the images the chains start "
+        f"from (paper Table 8's OOD data source). {_runs_sentence(recs)}"
     )
     header = ["$T$"] + [latex_escape(m) for _, m in runs]
     return latex_table(header, rows, caption=caption, label="tab:sampling")

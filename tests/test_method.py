@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -133,3 +134,23 @@ def test_curriculum_grows_when_window_passes():
     d = StepCurriculum(steps=0, max_steps=3, auc_threshold=0.8, window_images=100)
     d.load_state_dict(state)
     assert d.steps == 3 and d.state_dict() == state
+
+
+def test_generate_starts_from_a_pool_of_images(tiny_model):
+    """sampling.init train: chains start from the run's auxiliary OOD images, each used once before any repeats,
+    and the seed picks which; the uint8 starts are returned unchanged as x_init."""
+    from dat.sample import generate
+
+    pool = np.random.default_rng(0).integers(0, 256, (6, 6, 6, 1), dtype=np.uint8)
+    kw = dict(n=8, num_classes=4, image_shape=(1, 6, 6), step_size=0.2, steps=2, batch_size=3)
+    out = generate(tiny_model, seed=1, starts=pool, **kw)
+    used = [next(i for i in range(6) if np.array_equal(pool[i], x)) for x in out["x_init"]]
+    assert sorted(used[:6]) == list(range(6)) and len(set(used[6:])) == 2  # a permutation, then the next one
+    again = generate(tiny_model, seed=1, starts=pool, **kw)
+    assert np.array_equal(again["x"], out["x"]) and np.array_equal(again["x_init"], out["x_init"])
+    other = generate(tiny_model, seed=2, starts=pool, **kw)
+    assert not np.array_equal(other["x_init"], out["x_init"])
+    noise = generate(tiny_model, seed=1, **kw)
+    assert not any(np.array_equal(x, p) for x in noise["x_init"] for p in pool)
+    with pytest.raises(ValueError, match=r"start images are \(6, 6, 3\)"):
+        generate(tiny_model, seed=1, starts=np.zeros((4, 6, 6, 3), np.uint8), **kw)

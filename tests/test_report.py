@@ -50,6 +50,7 @@ def make_run(root, run, *, acc_clean, aa, pgd, fid, is_mean, is_std, steps_grid,
     _json(d / "grid.json", {
         **_meta(run), "steps_grid": steps_grid, "fid": grid_fid, "chosen_steps": chosen, "step_size": 0.2,
         "n_samples": 300, "n_ref": 2000, "extractor": "incv3_offline#ab",
+        **({"starts": "file:/data/tiny_images.bin"} if stage2 else {}),  # a grid.json of before the key: noise
     })
     _json(d / "metrics" / "ood.json", {
         **_meta(run), "n_in": 1000, "eps_o": 1.0,
@@ -168,8 +169,10 @@ def test_other_tables(runs, tmp_path):
     sampling = (out / "sampling.tex").read_text()
     assert r"20 & \textbf{120.50} & 50.50 \\" in sampling and r"30 & 130.25 & \textbf{45.68} \\" in sampling
     assert r"chosen $T$ & 20 & 30 \\" in sampling and r"step size $\eta$ & 0.2 & 0.2 \\" in sampling
+    assert r"chain starts & uniform noise & tiny\_images.bin \\" in sampling
     s = pd.read_csv(out / "sampling.csv")
     assert s[(s["run"] == "fmnist_dat") & s["chosen"]]["steps"].tolist() == [30]
+    assert set(s[s["run"] == "fmnist_dat"]["starts"]) == {"file:/data/tiny_images.bin"}
     assert s[(s["run"] == "fmnist_dat") & (s["steps"] == 30)]["fid"].item() == 45.6789
 
     ood = (out / "ood.tex").read_text()

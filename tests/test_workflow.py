@@ -56,6 +56,15 @@ def test_auxiliary_ood_starts_plan_their_own_rule(tmp_path):
                     "--cores", "1", "results/fmnist_dat/model.pt")
     assert "prepare_aux_ood" in planned_rules(out.stdout)
     assert "--name mnist5k --n 5000" in out.stdout and "--aux-ood results/fmnist_dat/aux_ood.npz" in out.stdout
+    # sampling.init train (config/smoke.yaml): the test-time chains of that run start from the same images, those of
+    # a run trained on noise from noise
+    out = snakemake("-n", "-p", "--configfile", str(tmp_path / "ood.yaml"), "--directory", str(tmp_path),
+                    "--cores", "1", "results/fmnist_dat/samples_uncond.npz", "results/fmnist_at/samples.npz")
+    for rule in ("grid_search --config results/fmnist_dat/", "sample --config results/fmnist_dat/",
+                 "sample --config results/fmnist_at/"):
+        command = next(line for line in out.stdout.splitlines() if f"python -m dat.{rule}" in line)
+        assert ("--starts results/fmnist_dat/aux_ood.npz" in command) == ("fmnist_at" not in command), command
+    assert "--unconditional" in out.stdout
 
 
 @pytest.mark.parametrize("table, dataset", [("table1", "cifar10"), ("table2", "cifar100")])

@@ -310,6 +310,18 @@ def aux_ood_args(wildcards, input):
     return f"--aux-ood {input.aux_ood}" if input.aux_ood else ""
 
 
+def sampling_starts_input(wildcards):
+    """The chain starts of a run's test-time samples: its auxiliary OOD images under sampling.init train (for a run
+    trained against such a set), nothing (uniform noise) otherwise."""
+    if sampling_cfg(dataset_of(wildcards.run)).get("init") == "train":
+        return aux_ood_input(wildcards)
+    return []
+
+
+def sampling_starts_args(wildcards, input):
+    return f"--starts {input.starts}" if input.starts else ""
+
+
 def aux_ood_user_file(wildcards):
     """The user's file behind bce.ood_set file:<path> (or npz:<path>), so a missing file fails the DAG, naming
     it; for a folder set (openimages, imagenet_minus_rimagenet, a dataset) its data check or download marker.

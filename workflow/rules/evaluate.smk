@@ -7,6 +7,7 @@ rule grid_search_steps:
         cfg="results/{run}/run.json",
         model="results/{run}/model.pt",
         ref=data_file("fid_ref.npz"),
+        starts=sampling_starts_input,
     output:
         grid="results/{run}/grid.json",
     log:
@@ -20,8 +21,10 @@ rule grid_search_steps:
         mem_mb=8000,
         runtime=runtime_min(240),
         gpu=1,
+    params:
+        starts=sampling_starts_args,
     shell:
-        "python -m dat.grid_search --config {input.cfg} --model {input.model} --ref {input.ref}"
+        "python -m dat.grid_search --config {input.cfg} --model {input.model} --ref {input.ref} {params.starts}"
         " --out {output.grid} --threads {threads} > {log} 2>&1"
 
 
@@ -30,6 +33,7 @@ rule sample_images:
         cfg="results/{run}/run.json",
         model="results/{run}/model.pt",
         grid="results/{run}/grid.json",
+        starts=sampling_starts_input,
     output:
         samples="results/{run}/samples.npz",
     log:
@@ -45,8 +49,9 @@ rule sample_images:
         gpu=1,
     params:
         mode="",
+        starts=sampling_starts_args,
     shell:
-        "python -m dat.sample --config {input.cfg} --model {input.model} --grid {input.grid}"
+        "python -m dat.sample --config {input.cfg} --model {input.model} --grid {input.grid} {params.starts}"
         " --out {output.samples}{params.mode} --threads {threads} > {log} 2>&1"
 
 
@@ -60,6 +65,7 @@ use rule sample_images as sample_images_uncond with:
         "benchmarks/sample_images_uncond/{run}.tsv"
     params:
         mode=" --unconditional",
+        starts=sampling_starts_args,
 
 
 rule compute_fid:
@@ -206,6 +212,7 @@ rule eval_snapshots:
         test=data_file("test.npz"),
         ref=data_file("fid_ref.npz"),
         grid="results/{run}/grid.json",
+        starts=sampling_starts_input,
     output:
         snapshots="results/{run}/metrics/snapshots.json",
     log:
@@ -219,7 +226,9 @@ rule eval_snapshots:
         mem_mb=8000,
         runtime=runtime_min(240),
         gpu=1,
+    params:
+        starts=sampling_starts_args,
     shell:
         "python -m dat.eval_snapshots --config {input.cfg} --snapshots results/{wildcards.run}/snapshots"
-        " --data {input.test} --ref {input.ref} --grid {input.grid} --out {output.snapshots}"
+        " --data {input.test} --ref {input.ref} --grid {input.grid} {params.starts} --out {output.snapshots}"
         " --threads {threads} > {log} 2>&1"
