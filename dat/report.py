@@ -732,15 +732,17 @@ def plot_snapshots(ax_acc, ax_fid, curves: Sequence[dict]) -> None:
         ax_acc, ax_fid: two Axes.
         curves: ``metrics/snapshots.json`` dicts with a ``label`` added, one line per run.
     """
+    one_t = len({c["steps"] for c in curves}) == 1  # runs whose grid searches chose another T say theirs
     for c in curves:
         images = [pt["images"] for pt in c["points"]]
         ax_acc.plot(images, [pt["acc_pgd"] * 100 for pt in c["points"]], marker="o", ms=3, label=c["label"])
-        ax_fid.plot(images, [pt["fid"] for pt in c["points"]], marker="o", ms=3, label=c["label"])
+        ax_fid.plot(images, [pt["fid"] for pt in c["points"]], marker="o", ms=3,
+                    label=c["label"] if one_t else f"{c['label']} (T = {c['steps']})")
     c = curves[0]
     ax_acc.set(xlabel="training images seen (this stage)", ylabel="PGD robust accuracy (%)",
                title=f"{c['norm']} PGD-{c['pgd_steps']}, eps {c['eps']:g}, {c['n_pgd']} test images")
     ax_fid.set(xlabel="training images seen (this stage)", ylabel="FID",
-               title=f"FID of {c['n_samples']} samples at T = {c['steps']}")
+               title=f"FID of {c['n_samples']} samples at " + (f"T = {c['steps']}" if one_t else "each run's grid T"))
     for ax in (ax_acc, ax_fid):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
