@@ -102,8 +102,8 @@ def main(argv=None) -> int:
         log.info("step %d: clean %.4f, PGD %.4f, FID %.2f", step, acc_clean, points[-1]["acc_pgd"], fid)
     write_json({"run": run["run"], "dataset": ds["name"], "points": points, "n_pgd": n_pgd, "norm": norm, "eps": eps,
                 "pgd_steps": p["steps"], "n_samples": cfg.n_samples, "n_ref": n_ref, "steps": steps_t,
-                "extractor": extractor.name, "starts": starts_name(run, args.starts), "seed": s["seed_final"], "time_s": round(time.time() - t0, 2),
-                **provenance()}, args.out)
+                "extractor": extractor.name, "starts": starts_name(run, args.starts), "seed": s["seed_final"],
+                "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
     return 0
 
 

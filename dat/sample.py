@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from dat.checkpoint import load_model
+from dat.config import TrainConfig
 from dat.data import open_images, to_tensor, to_uint8
 from dat.io import add_device_argument, read_json, resolve_device, save_npz, set_threads, setup_logging
 from dat.sampling import balanced_labels, normalized_gradient_ascent, uniform_noise
@@ -121,8 +122,8 @@ def starts_name(run: dict, path: Path | None) -> str:
     ``noise`` or the auxiliary OOD set of the run's method (its bce or ratio block's ``ood_set``)."""
     if path is None:
         return "noise"
-    block = run["train"].get("bce") or run["train"].get("ratio") or {}
-    return block.get("ood_set") or str(path)
+    aux = TrainConfig.from_dict(run["train"]).aux
+    return (aux.ood_set if aux else None) or str(path)
 
 
 def add_starts_argument(p: argparse.ArgumentParser) -> None:

@@ -10,8 +10,8 @@ y' = labels of the BCE batch, and the curriculum on T (``dat.curriculum``).
 The loop checkpoints ``ckpt/last.pt`` atomically every ``ckpt_every_steps`` steps (and every ``ckpt_every_minutes``
 of wall time when set) and on SIGTERM/SIGINT/SIGUSR1 (then exits 75 so that Snakemake's retry resumes it); a rerun
 resumes from it (same step, curriculum, optimizer, EMA, RNG and data position); a ``last.pt`` written for another
-run config (a changed hyperparameter) is kept as ``last.stale-<time>.pt`` and training starts afresh. A non-finite loss (or a JEM energy
-blow-up) exits 65 keeping the last good checkpoint, or with ``on_divergence: keep_last`` ends the run cleanly with
+run config (a changed hyperparameter) is kept as ``last.stale-<time>.pt`` and training starts afresh. A non-finite
+loss (or a JEM energy blow-up) exits 65 keeping the last good checkpoint, or with ``on_divergence: keep_last`` ends the run cleanly with
 ``model.pt`` = that checkpoint marked ``diverged``. ``precision: bf16`` autocasts the training passes; evaluation commands stay fp32.
 
 Under torchrun (``dat.distributed``) each process trains on its slice of every global batch with DDP; rank 0
@@ -440,7 +440,8 @@ def _truncate_log(path: Path, step: int) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m dat.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, required=True, help="run config written by the workflow: results/{run}/train.json (or the full run.json; "
+    p.add_argument("--config", type=Path, required=True,
+                   help="run config written by the workflow: results/{run}/train.json (or the full run.json; "
                         "training reads only its training view, dat.config.training_view)")
     p.add_argument("--data-dir", type=Path, required=True, help="folder with train.npz of the run's dataset")
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (stage 1 model for stage 2)")

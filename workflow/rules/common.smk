@@ -557,11 +557,8 @@ def bce_figure_inputs():
     return [
         f"results/{run}/{relpath}"
         for run in rows.values()
-        for relpath in (
-            ["model.pt", "metrics/snapshots.json"]
-            if _method_block(run).get("snapshots")
-            else ["model.pt"]
-        )
+        for relpath in FIGURE_INPUTS["curves"]
+        + (FIGURE_INPUTS["snapshots"] if _method_block(run).get("snapshots") else [])
     ]
 
 
