@@ -9,9 +9,9 @@ min_version("9.0")
 
 # Jobs run `python -m dat.<cmd>` from this checkout, installed or not (and inside --sdm conda environments).
 sys.path.insert(0, workflow.basedir)
-shell.prefix(
-    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-)
+# (common.smk appends the config's CPU kernel pinning, cpu_kernels)
+JOB_PREFIX = f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+shell.prefix(JOB_PREFIX)
 # The software environment of every job (used with --software-deployment-method conda); the path is relative to
 # the rule files in workflow/rules/.
 ENV = "../../environment.yml"

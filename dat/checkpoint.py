@@ -32,7 +32,10 @@ def load_model(path: str | Path, weights: str = "ema", device: str | torch.devic
     model = build_model(ckpt["model_name"], **ckpt["model_kwargs"])
     state = ckpt["ema"] if weights == "ema" and ckpt.get("ema") is not None else ckpt["model"]
     model.load_state_dict(state)
-    model.to(device).eval()
+    # the run's memory layout (train.channels_last) holds for its evaluations too: attacks and samplers backpropagate
+    # through the same convolutions (a checkpoint written before the key existed is contiguous)
+    layout = torch.channels_last if ckpt["config"]["train"].get("channels_last", False) else torch.preserve_format
+    model.to(device, memory_format=layout).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model, ckpt

@@ -19,6 +19,13 @@ from dat.data import (
 SCHEMA = "../schemas/config.schema.yaml"
 validate(config, SCHEMA)
 
+# cpu_kernels: the environment that pins the CPU kernels of every job (schema: cpu_kernels)
+CPU_KERNEL_ENV = {
+    "native": "",
+    "avx2": "export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2; ",
+}
+shell.prefix(JOB_PREFIX + CPU_KERNEL_ENV[config["cpu_kernels"]])
+
 
 def _merged(base, override):
     """``base`` with the keys of ``override`` replaced, recursing into nested blocks."""
