@@ -10,6 +10,7 @@ from torch import nn
 
 from dat.io import load_checkpoint
 from dat.models import build_model
+from dat.registry import INIT_FORMATS
 
 
 def load_model(path: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -49,9 +50,6 @@ def checkpoint_record(path: str | Path, ckpt: dict, weights: str) -> dict:
     return {"path": str(path), "step": ckpt.get("step"), "epoch": ckpt.get("epoch"), "weights": used,
             "train_git_sha": ckpt.get("git_sha"), "init_sha256": ckpt.get("init_sha256"),
             "diverged": ckpt.get("diverged")}
-
-
-INIT_FORMATS = ("dat", "robustness", "state_dict", "robustbench")
 
 
 def published_weights(ckpt: dict, fmt: str, model: nn.Module, where: str = "init_from") -> dict:

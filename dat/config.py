@@ -2,15 +2,34 @@
 
 The workflow validates ``config.yaml`` against ``workflow/schemas/config.schema.yaml`` at parse time; these
 dataclasses check again when a command is run by hand on a hand-written JSON, and parse fractions such as
-``"8/255"`` to floats exactly once. Unknown keys raise ``ValueError`` naming the key and the block.
+``"8/255"`` to floats exactly once. Unknown keys and unknown names (``dat.registry``) raise ``ValueError`` naming
+the key and the block.
+
+Defaults have one source, the schema's ``default:`` entries, and the dataclass fields read theirs from it
+(:func:`schema_default`). The schema and not the dataclasses, because Snakemake's ``validate`` writes the schema
+defaults into the config while the DAG is built, so every resolved ``run.json``/``train.json`` shows the values a
+run uses and the workflow needs no ``.get(key, fallback)``; the dataclasses then only see a default when a command
+runs on a hand-written JSON. The few fields without a schema default keep one here, each for a stated reason: the
+optional blocks and batch sizes (``None``: absent, or "the method's batch_size"), and ``betas``, ``milestones`` and
+``augment.bce``, which only AdamW, a multistep schedule and a method with a second batch read (a schema default
+would be written into the train.json of every other run as well), and the ``snapshots`` counts (the block may be
+null, and Snakemake cannot fill defaults into a null block). Every name and number stays what it was; the
+schema file is read once, at import, with PyYAML (no torch: the workflow imports this module).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+from dat.registry import AUGMENTATIONS, CHAIN_STARTS, DIVERGENCE_ACTIONS, NORMS, OPTIMIZERS, PRECISIONS, SCHEDULES
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def parse_number(value: Any, key: str = "value") -> float:
@@ -31,6 +50,65 @@ def parse_number(value: Any, key: str = "value") -> float:
     raise ValueError(f"{key}: expected a number or a fraction like '8/255', got {value!r}")
 
 
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    """The config schema (``workflow/schemas/config.schema.yaml`` of this checkout) as a dict."""
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+# the schema object (a path of keys below the schema's root) whose ``properties`` are each dataclass's fields
+_SCHEMA_BLOCKS = {
+    "TrainConfig": ("$defs", "method"),
+    "AttackConfig": ("$defs", "attack"),
+    "OptimizerConfig": ("$defs", "method", "properties", "optimizer"),
+    "AugmentConfig": ("$defs", "method", "properties", "augment"),
+    "BCEConfig": ("$defs", "method", "properties", "bce"),
+    "RatioConfig": ("$defs", "method", "properties", "ratio"),
+    "SGLDConfig": ("$defs", "method", "properties", "sgld"),
+    "EBJDATConfig": ("$defs", "method", "properties", "ebjdat"),
+    "SnapshotConfig": ("$defs", "method", "properties", "snapshots"),
+}
+
+
+def schema_properties(block: str) -> dict:
+    """The schema's ``properties`` of the config block behind dataclass ``block`` (e.g. ``"BCEConfig"``)."""
+    node = load_schema()
+    for key in _SCHEMA_BLOCKS[block]:
+        node = node[key]
+    return node["properties"]
+
+
+def schema_default(block: str, key: str) -> Any:
+    """The schema's default of ``key`` in the block of dataclass ``block``: lists as tuples, fractions such as
+    ``"4/255"`` parsed to floats (as :func:`_build` parses a configured value).
+
+    Raises:
+        KeyError: when the schema declares no default for that key.
+    """
+    value = schema_properties(block)[key]["default"]
+    if key in _NUMBERS.get(block, ()):
+        return parse_number(value, f"{block}.{key}")
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _check_name(value: Any, names: tuple, key: str) -> None:
+    """ValueError naming ``key`` when ``value`` is not one of ``names`` (a ``dat.registry`` tuple)."""
+    if value not in names:
+        raise ValueError(f"{key}: {value!r} is not one of {', '.join(names)}")
+
+
+_NUMBERS = {
+    "AttackConfig": ("eps", "step_size"),
+    "BCEConfig": ("step_size",),
+    "OptimizerConfig": ("lr", "weight_decay"),
+    "RatioConfig": ("eps", "step_size"),
+    "SGLDConfig": ("step_size", "noise_std", "data_noise"),
+    "EBJDATConfig": ("attack_eps", "attack_step_size"),
+}
+
+
 def _build(cls, data: dict | None, where: str):
     """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys and recursing into nested blocks."""
     data = dict(data or {})
@@ -38,6 +116,10 @@ def _build(cls, data: dict | None, where: str):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    required = [name for name, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in data]
+    if required:
+        raise ValueError(f"{where}: missing key(s) {required}")
     kwargs = {}
     for name, value in data.items():
         nested = _NESTED.get((cls.__name__, name))
@@ -49,47 +131,62 @@ def _build(cls, data: dict | None, where: str):
     return cls(**kwargs)
 
 
+_d = schema_default
+
+
 @dataclass(frozen=True)
 class AttackConfig:
     """PGD for adversarial training (paper Eq. 10): radius and step in pixel units of [0, 1] images."""
 
-    norm: str = "L2"
-    eps: float = 0.5
-    step_size: float = 0.1
-    steps: int = 10
-    random_start: bool = False
+    norm: str = _d("AttackConfig", "norm")
+    eps: float = _d("AttackConfig", "eps")
+    step_size: float = _d("AttackConfig", "step_size")
+    steps: int = _d("AttackConfig", "steps")
+    random_start: bool = _d("AttackConfig", "random_start")
+
+    def __post_init__(self) -> None:
+        _check_name(self.norm, NORMS, "train.attack.norm")
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
     """Optimiser and learning-rate schedule. ``milestones`` are fractions of the total steps (multistep)."""
 
-    name: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    betas: tuple = (0.9, 0.999)
-    schedule: str = "cosine"
-    milestones: tuple = ()
-    gamma: float = 0.1
-    warmup_steps: int = 0
+    name: str = _d("OptimizerConfig", "name")
+    lr: float = _d("OptimizerConfig", "lr")
+    momentum: float = _d("OptimizerConfig", "momentum")
+    nesterov: bool = _d("OptimizerConfig", "nesterov")
+    weight_decay: float = _d("OptimizerConfig", "weight_decay")
+    betas: tuple = (0.9, 0.999)  # not in the schema: only AdamW reads it (torch's default)
+    schedule: str = _d("OptimizerConfig", "schedule")
+    milestones: tuple = ()  # not in the schema: only the multistep schedule reads it
+    gamma: float = _d("OptimizerConfig", "gamma")
+    warmup_steps: int = _d("OptimizerConfig", "warmup_steps")
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, OPTIMIZERS, "train.optimizer.name")
+        _check_name(self.schedule, SCHEDULES, "train.optimizer.schedule")
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
     """Decoupled augmentation (paper Sec. 3.4): strong for the AT-CE branch, mild for the BCE branch."""
 
-    at: tuple = ("crop", "flip")
-    bce: tuple = ("crop", "flip")
-    crop_padding: int = 4
-    cutout_size: int = 16
+    at: tuple = _d("AugmentConfig", "at")
+    bce: tuple = ("crop", "flip")  # not in the schema: only a method with a second batch (bce, ratio, sgld) reads it
+    crop_padding: int = _d("AugmentConfig", "crop_padding")
+    cutout_size: int = _d("AugmentConfig", "cutout_size")
+
+    def __post_init__(self) -> None:
+        for branch in ("at", "bce"):
+            for name in getattr(self, branch):
+                _check_name(name, AUGMENTATIONS, f"train.augment.{branch}")
 
 
 def _check_auxiliary_images(init: str, ood_set: str | None, block: str) -> None:
     """The ``init``/``ood_set`` pair shared by DAT's chain starts and RATIO's out-batches; ValueError naming ``block``."""
-    if init not in ("noise", "ood"):
-        raise ValueError(f"{block}.init: {init!r} is not a chain start (noise, ood)")
+    if init not in CHAIN_STARTS:
+        raise ValueError(f"{block}.init: {init!r} is not a chain start ({', '.join(CHAIN_STARTS)})")
     if init == "ood" and not ood_set:
         raise ValueError(f"{block}.init: 'ood' needs {block}.ood_set (an OOD set name or file:<path>, see "
                          "dat.data.load_ood)")
@@ -101,20 +198,21 @@ class BCEConfig:
 
     ``init`` picks the chain starts x0 of the contrastive samples: ``noise`` (uniform pixels, the default) or
     ``ood`` (images of the auxiliary set ``ood_set``, ``ood_images`` of them, with the BCE-branch augmentation).
+    ``batch_size`` None is the method's batch_size.
     """
 
-    weight: float = 1.0
+    weight: float = _d("BCEConfig", "weight")
     batch_size: int | None = None
-    step_size: float = 0.1
-    initial_steps: int = 0
-    max_steps: int = 50
-    increment: int = 1
-    auc_threshold: float = 0.8
-    window_images: int = 1000
-    init: str = "noise"
+    step_size: float = _d("BCEConfig", "step_size")
+    initial_steps: int = _d("BCEConfig", "initial_steps")
+    max_steps: int = _d("BCEConfig", "max_steps")
+    increment: int = _d("BCEConfig", "increment")
+    auc_threshold: float = _d("BCEConfig", "auc_threshold")
+    window_images: int = _d("BCEConfig", "window_images")
+    init: str = _d("BCEConfig", "init")
     ood_set: str | None = None
-    ood_images: int = 10000
-    conditional: bool = True
+    ood_images: int = _d("BCEConfig", "ood_images")
+    conditional: bool = _d("BCEConfig", "conditional")
 
     def __post_init__(self) -> None:
         _check_auxiliary_images(self.init, self.ood_set, "bce")
@@ -125,14 +223,14 @@ class RatioConfig:
     """RATIO (Augustin et al. 2020): the out-distribution term and its attack (L2, pixel units). Out-distribution
     batches are uniform noise (``init: noise``) or images of the auxiliary set ``ood_set`` (``init: ood``)."""
 
-    lam: float = 1.0
-    eps: float = 1.0
-    step_size: float = 0.1
-    steps: int = 20
+    lam: float = _d("RatioConfig", "lam")
+    eps: float = _d("RatioConfig", "eps")
+    step_size: float = _d("RatioConfig", "step_size")
+    steps: int = _d("RatioConfig", "steps")
     batch_size: int | None = None
-    init: str = "noise"
+    init: str = _d("RatioConfig", "init")
     ood_set: str | None = None
-    ood_images: int = 10000
+    ood_images: int = _d("RatioConfig", "ood_images")
 
     def __post_init__(self) -> None:
         _check_auxiliary_images(self.init, self.ood_set, "ratio")
@@ -144,16 +242,16 @@ class SGLDConfig:
     data noise 0.03 on [-1, 1] images are 0.25, 0.005 and 0.015 here. A sample energy beyond ``energy_limit`` in
     absolute value counts as divergence (training stops like a NaN loss, keeping the last good checkpoint)."""
 
-    buffer_size: int = 10000
-    reinit: float = 0.05
-    steps: int = 20
-    step_size: float = 0.25
-    noise_std: float = 0.005
-    data_noise: float = 0.015
+    buffer_size: int = _d("SGLDConfig", "buffer_size")
+    reinit: float = _d("SGLDConfig", "reinit")
+    steps: int = _d("SGLDConfig", "steps")
+    step_size: float = _d("SGLDConfig", "step_size")
+    noise_std: float = _d("SGLDConfig", "noise_std")
+    data_noise: float = _d("SGLDConfig", "data_noise")
     batch_size: int | None = None
-    weight_px: float = 1.0
-    weight_pyx: float = 1.0
-    energy_limit: float = 1.0e4
+    weight_px: float = _d("SGLDConfig", "weight_px")
+    weight_pyx: float = _d("SGLDConfig", "weight_pyx")
+    energy_limit: float = _d("SGLDConfig", "energy_limit")
 
 
 @dataclass(frozen=True)
@@ -161,20 +259,24 @@ class EBJDATConfig:
     """EB-JDAT's extra terms and attack (weights of its JEM-variant code; attack Linf 4/255, 5 steps of 1/255 in
     pixel units, random start, projected unless ``attack_project`` is false as in the released code)."""
 
-    weight_xadv: float = 0.05
-    weight_pyxadv: float = 0.45
-    attack_eps: float = 4 / 255
-    attack_step_size: float = 1 / 255
-    attack_steps: int = 5
-    attack_norm: str = "Linf"
-    attack_project: bool = True
+    weight_xadv: float = _d("EBJDATConfig", "weight_xadv")
+    weight_pyxadv: float = _d("EBJDATConfig", "weight_pyxadv")
+    attack_eps: float = _d("EBJDATConfig", "attack_eps")
+    attack_step_size: float = _d("EBJDATConfig", "attack_step_size")
+    attack_steps: int = _d("EBJDATConfig", "attack_steps")
+    attack_norm: str = _d("EBJDATConfig", "attack_norm")
+    attack_project: bool = _d("EBJDATConfig", "attack_project")
+
+    def __post_init__(self) -> None:
+        _check_name(self.attack_norm, NORMS, "train.ebjdat.attack_norm")
 
 
 @dataclass(frozen=True)
 class SnapshotConfig:
     """Weights saved along training for paper Figure 4 (``dat.eval_snapshots`` measures them)."""
 
-    every_steps: int = 100
+    every_steps: int
+    # not in the schema: the block may be null, and Snakemake's validate cannot fill defaults into a null block
     n_pgd: int = 500
     n_samples: int = 200
 
@@ -188,13 +290,13 @@ class SnapshotConfig:
 class TrainConfig:
     """One training stage. ``bce`` is None for stage 1 (standard AT) and set for stage 2 (DAT)."""
 
-    batch_size: int = 128
+    batch_size: int
     epochs: float | None = None
     steps: int | None = None
-    weight_ce: float = 1.0
-    freeze_batchnorm: bool = False
-    ema_decay: float | None = 0.999
-    ema_warmup: bool = True
+    weight_ce: float = _d("TrainConfig", "weight_ce")
+    freeze_batchnorm: bool = _d("TrainConfig", "freeze_batchnorm")
+    ema_decay: float | None = _d("TrainConfig", "ema_decay")
+    ema_warmup: bool = _d("TrainConfig", "ema_warmup")
     attack: AttackConfig = field(default_factory=AttackConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -202,28 +304,26 @@ class TrainConfig:
     ratio: RatioConfig | None = None
     sgld: SGLDConfig | None = None
     ebjdat: EBJDATConfig | None = None
-    log_every: int = 10
-    ckpt_every_steps: int = 50
-    ckpt_every_minutes: float | None = None
-    precision: str = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-    compile_backend: str = "inductor"
-    num_workers: int = 0
-    on_divergence: str = "fail"
+    log_every: int = _d("TrainConfig", "log_every")
+    ckpt_every_steps: int = _d("TrainConfig", "ckpt_every_steps")
+    ckpt_every_minutes: float | None = _d("TrainConfig", "ckpt_every_minutes")
+    precision: str = _d("TrainConfig", "precision")
+    channels_last: bool = _d("TrainConfig", "channels_last")
+    compile: bool = _d("TrainConfig", "compile")
+    compile_backend: str = _d("TrainConfig", "compile_backend")
+    num_workers: int = _d("TrainConfig", "num_workers")
+    on_divergence: str = _d("TrainConfig", "on_divergence")
     snapshots: SnapshotConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.on_divergence not in ("fail", "keep_last"):
-            raise ValueError(f"train.on_divergence: {self.on_divergence!r} is not fail or keep_last")
+        _check_name(self.on_divergence, DIVERGENCE_ACTIONS, "train.on_divergence")
         if sum(b is not None for b in (self.bce, self.ratio, self.sgld)) > 1:
             raise ValueError("train: give at most one of bce (DAT), ratio (RATIO), sgld (JEM / EB-JDAT)")
         if self.ebjdat is not None and self.sgld is None:
             raise ValueError("train.ebjdat needs the sgld block (EB-JDAT builds on JEM's sampler)")
         if self.num_workers < 0:
             raise ValueError(f"train.num_workers: {self.num_workers} is negative")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"train.precision: {self.precision!r} is not fp32 or bf16")
+        _check_name(self.precision, PRECISIONS, "train.precision")
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(f"train: give exactly one of 'epochs' or 'steps' (got epochs={self.epochs}, steps={self.steps})")
 
@@ -264,16 +364,6 @@ _NESTED = {
     ("TrainConfig", "ebjdat"): EBJDATConfig,
     ("TrainConfig", "snapshots"): SnapshotConfig,
 }
-_NUMBERS = {
-    "AttackConfig": ("eps", "step_size"),
-    "BCEConfig": ("step_size",),
-    "OptimizerConfig": ("lr", "weight_decay"),
-    "RatioConfig": ("eps", "step_size"),
-    "SGLDConfig": ("step_size", "noise_std", "data_noise"),
-    "EBJDATConfig": ("attack_eps", "attack_step_size"),
-}
-
-
 # What only the evaluation of a run reads: its ``sampling`` and ``evaluate`` blocks and these keys of its dataset
 # block. The workflow leaves them out of the data and training configs (results/data/{dataset}/dataset.json,
 # results/{run}/train.json), so that changing a sample count, an OOD set or a counterfactual radius re-runs the
@@ -289,6 +379,20 @@ def training_view(run: dict) -> dict:
     out = {k: v for k, v in run.items() if k not in EVALUATION_KEYS}
     if isinstance(out.get("dataset"), dict):
         out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in EVALUATION_DATASET_KEYS}
+    return out
+
+
+def deep_merge(base: dict, override: dict | None) -> dict:
+    """A copy of ``base`` with the keys of ``override`` set, recursing where both hold a mapping: the one merge of
+    the workflow, for a dataset's ``sampling``/``evaluate`` overrides and a run's ``train_overrides``. Any other
+    value (a list, a number, None) replaces the base value whole; ``base`` and ``override`` are not modified.
+    """
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
     return out
 
 

@@ -27,33 +27,19 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-OOD_SETS = ("mnist5k", "digits", "photos", "noise")
-DATASET_OOD_SETS = ("cifar10", "cifar100", "svhn")  # the test split of another dataset, from its own root
-# sets read from a user's folder (datasets.<name>.ood_roots.<set>): ImageNet validation images of the classes outside
-# RestrictedImageNet (root: the ImageNet folder), and any folder of images (Open Images for 256 px)
-FOLDER_OOD_SETS = ("imagenet_minus_rimagenet", "openimages")
-IMAGENET_SOURCES = ("imagenet", "restricted_imagenet")
+# The names a config may use and the files of each source live in dat.registry (torch-free, read by the workflow);
+# they are re-exported here.
+from dat.registry import (  # noqa: F401
+    AUGMENTATIONS, CIFAR_FOLDERS, DATASET_OOD_SETS, FOLDER_OOD_SETS, IDX_FILES, IMAGE_SUFFIXES, IMAGENET_ARCHIVES,
+    IMAGENET_SOURCES, MANUAL_DOWNLOADS, OOD_SETS, missing_files, missing_message,
+)
+from dat.registry import find_idx as _find_idx
+
 # RestrictedImageNet (Tsipras et al. 2019, Robustness library): 9 super-classes, each a range of ImageNet class
 # indices (inclusive) in the sorted-wnid order: dog, cat, frog, turtle, bird, primate, fish, crab, insect
 RESTRICTED_IMAGENET_RANGES = ((151, 268), (281, 285), (30, 32), (33, 37), (80, 100), (365, 382), (389, 397),
                               (118, 121), (300, 319))
-AUGMENTATIONS = ("crop", "flip", "autoaugment", "cutout", "random_resized_crop", "color_jitter", "lighting", "none")
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
-IMAGENET_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")
-MANUAL_DOWNLOADS = {
-    "imagenet": "ImageNet (ILSVRC2012) is downloaded by hand from https://image-net.org/download-images: put "
-                "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz in {root} (they are "
-                "unpacked there on first use) or the unpacked train/<wnid>/ and val/<wnid>/ folders",
-    "openimages": "Open Images is downloaded by hand (https://storage.googleapis.com/openimages/web/download.html): put "
-                  "any number of its images (jpg/png, sub-folders allowed) in {root}",
-}
-MANUAL_DOWNLOADS["restricted_imagenet"] = MANUAL_DOWNLOADS["imagenet"]
-MANUAL_DOWNLOADS["imagenet_minus_rimagenet"] = MANUAL_DOWNLOADS["imagenet"]
+CENTER_CROP_FRACTION = 224 / 256  # augmentation resize_center_crop: ImageNet's Resize(256) + CenterCrop(224)
 
 
 # -- conversion ------------------------------------------------------------------------------------------------
@@ -76,19 +62,6 @@ def _read_idx(path: Path) -> np.ndarray:
     ndim = raw[3]
     dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(tuple(int(d) for d in dims))
-
-
-def _idx_paths(root: str, split: str) -> list[Path]:
-    return [Path(root) / name for name in IDX_FILES[split]]
-
-
-def _find_idx(root: str, split: str, source: str) -> list[Path]:
-    """The IDX files in ``root`` or in torchvision's ``root/<Class>/raw`` layout."""
-    direct = _idx_paths(root, split)
-    if all(p.exists() for p in direct):
-        return direct
-    folder = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}[source]
-    return [Path(root) / folder / "raw" / p.name for p in direct]
 
 
 def _read_cifar_batches(folder: Path, split: str, fine: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -271,46 +244,6 @@ def imagenet_files(root: str, split: str, restricted: bool = False, size: int = 
         paths += files
         labels += [label_of[i]] * len(files)
     return ImageFiles(paths, size, channels, crop_fraction), np.asarray(labels, np.int64)
-
-
-def missing_files(source: str, root: str, download: bool) -> list[str]:
-    """Files that ``source`` needs under ``root`` and that are absent; empty when ``download`` (cheap, no I/O beyond stat)."""
-    if download:
-        return []
-    if source in ("fashion_mnist", "mnist"):
-        out = []
-        for split in IDX_FILES:
-            found = _find_idx(root, split, source)
-            out += [str(p) for p, q in zip(_idx_paths(root, split), found) if not p.exists() and not q.exists()]
-        return out
-    if source in CIFAR_FOLDERS:
-        folder = Path(root) / CIFAR_FOLDERS[source]
-        return [] if folder.is_dir() else [str(folder)]
-    if source == "svhn":
-        return [str(Path(root) / f) for f in ("train_32x32.mat", "test_32x32.mat") if not (Path(root) / f).exists()]
-    if source in IMAGENET_SOURCES or source == "imagenet_minus_rimagenet":
-        folders = [Path(root) / "train", Path(root) / "val"]
-        if all(f.is_dir() for f in folders) or all((Path(root) / a).exists() for a in IMAGENET_ARCHIVES):
-            return []
-        return [str(f) for f in folders if not f.is_dir()]
-    if source == "openimages":
-        return [] if Path(root).is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in Path(root).rglob("*")) \
-            else [f"{root}/*.jpg"]
-    raise ValueError(f"unknown dataset source {source!r}: fashion_mnist, mnist, cifar10, cifar100, svhn, "
-                     f"{', '.join(IMAGENET_SOURCES)}")
-
-
-def missing_message(source: str, root: str, download: bool) -> str | None:
-    """What to download and where, when ``source``'s files are missing from ``root``; None when they are in place.
-    Sources without a downloader (ImageNet, Open Images) are missing whatever ``download`` says."""
-    manual = source in MANUAL_DOWNLOADS
-    gone = missing_files(source, root, download and not manual)
-    if not gone:
-        return None
-    if manual:
-        return f"{source}: {', '.join(gone)} not found. " + MANUAL_DOWNLOADS[source].format(root=root)
-    hint = " (apt-get install dataset-fashion-mnist)" if source == "fashion_mnist" else ""
-    return f"{source}: missing {', '.join(gone)}{hint}; put the files in {root} or set download: true"
 
 
 def load_split(source: str, root: str, split: str, download: bool = False, image_size: int | None = None,
@@ -579,11 +512,15 @@ class Lighting(torch.nn.Module):
 def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4, cutout_size: int = 16) -> Callable:
     """Per-image augmentation, applied in the order given: float (C, H, W) in [0, 1] -> same shape and range.
 
-    Names: ``crop`` (RandomCrop with zero padding), ``flip`` (horizontal), ``autoaugment`` (CIFAR10 policy),
-    ``cutout``, and for ImageNet-sized images ``random_resized_crop`` (torchvision, scale (0.08, 1), back to
-    ``image_size``), ``color_jitter`` (brightness, contrast and saturation 0.1) and ``lighting`` (:class:`Lighting`);
-    ``none`` or an empty list is the identity. The paper uses crop+flip+AutoAugment+Cutout for AT-CE and crop+flip
-    for BCE on CIFAR (Sec. 3.4, Table 6); RestrictedImageNet uses random-resized-crop + flip + jitter + lighting.
+    Names (``dat.registry.AUGMENTATIONS``): ``crop`` (RandomCrop with zero padding), ``flip`` (horizontal),
+    ``autoaugment`` (CIFAR10 policy), ``cutout``, and for ImageNet-sized images ``random_resized_crop`` (torchvision,
+    scale (0.08, 1), back to ``image_size``), ``resize_center_crop`` (deterministic: resize to
+    ``round(image_size / CENTER_CROP_FRACTION)`` with antialiasing, then the centre ``image_size`` square: the view
+    of torchvision's ImageNet ``Resize(256)`` + ``CenterCrop(224)``), ``color_jitter`` (brightness, contrast and
+    saturation 0.1) and ``lighting`` (:class:`Lighting`); ``none`` or an empty list is the identity. The paper uses
+    crop+flip+AutoAugment+Cutout for AT-CE and crop+flip for BCE on CIFAR (Sec. 3.4, Table 6); RestrictedImageNet
+    uses random-resized-crop + flip + jitter + lighting for AT-CE and, for the mild BCE branch of the ImageNet-scale
+    runs, resize + centre crop + flip as in the authors' code.
 
     Raises:
         ValueError: unknown name.
@@ -600,6 +537,8 @@ def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4
             ops.append(Cutout(cutout_size))
         elif name == "random_resized_crop":
             ops.append(v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True))
+        elif name == "resize_center_crop":
+            ops += [v2.Resize(round(image_size / CENTER_CROP_FRACTION), antialias=True), v2.CenterCrop(image_size)]
         elif name == "color_jitter":
             ops.append(v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1))
         elif name == "lighting":

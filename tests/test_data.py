@@ -78,6 +78,46 @@ def test_augmentations_keep_shape_and_range(names):
     assert out.min() >= 0 and out.max() <= 1
 
 
+def test_resize_center_crop_is_the_deterministic_centre_view():
+    """The mild BCE augmentation of the ImageNet-scale runs: resize by 256/224, centre crop, no randomness of its own."""
+    torch.manual_seed(0)
+    image = torch.rand(3, 224, 224)
+    transform = build_transform(["resize_center_crop"], 224)
+    out = transform(image)
+    assert out.shape == (3, 224, 224) and torch.equal(out, transform(image))  # the same crop every time
+    # the crop sits in the middle of the 256-pixel resize (an independent computation: bilinear, antialiased)
+    resized = torch.nn.functional.interpolate(image[None], size=(256, 256), mode="bilinear", antialias=True,
+                                              align_corners=False)[0]
+    assert torch.allclose(out, resized[:, 16:240, 16:240], atol=1e-5)
+    # any image size: the centre crop of a round(size * 256 / 224) resize, back at the dataset's size
+    assert build_transform(["resize_center_crop"], 28)(torch.rand(1, 28, 28)).shape == (1, 28, 28)
+
+
+def test_mild_imagenet_bce_augmentation_only_flips():
+    torch.manual_seed(0)
+    image = torch.rand(3, 64, 64)
+    centre = build_transform(["resize_center_crop"], 64)(image)
+    transform = build_transform(["resize_center_crop", "flip"], 64)
+    outs = [transform(image) for _ in range(40)]
+    flipped = [torch.equal(o, centre.flip(-1)) for o in outs]
+    assert all(f or torch.equal(o, centre) for f, o in zip(flipped, outs))  # the centre view or its mirror, nothing else
+    assert 0 < sum(flipped) < len(outs)
+
+
+def test_imagenet_scale_stage2_runs_use_the_mild_bce_augmentation():
+    """Issue 12: the BCE branch of RestrictedImageNet and ImageNet 256 stage 2 (paper Table 6, the authors' code) is
+    resize + centre crop + flip, not RandomResizedCrop(0.08-1)."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    stage2 = {run["method"] for run in config["runs"].values()
+              if config["datasets"][run["dataset"]]["source"] in ("imagenet", "restricted_imagenet")
+              and "bce" in config["methods"][run["method"]]}
+    assert stage2 == {"dat_rimagenet", "dat_imagenet", "dat_imagenet_convnext"}
+    for method in stage2:
+        assert config["methods"][method]["augment"]["bce"] == ["resize_center_crop", "flip"], method
+
+
 def test_batches_resume_at_the_same_position():
     x = np.random.default_rng(0).integers(0, 256, (50, 4, 4, 1), dtype=np.uint8)
     ds = ArrayDataset(x, np.arange(50) % 10)

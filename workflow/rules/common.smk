@@ -7,45 +7,37 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from dat.config import EVALUATION_DATASET_KEYS, TrainConfig, training_view
-from dat.io import write_json
-from dat.data import (
+# Every module imported here is torch-free (tests/test_config.py checks it), so building the DAG never imports torch.
+from dat.config import EVALUATION_DATASET_KEYS, TrainConfig, deep_merge, training_view
+from dat.registry import (
+    CPU_KERNEL_ENV,
     DATASET_OOD_SETS,
-    FOLDER_OOD_SETS,
     MANUAL_DOWNLOADS,
+    ROOTED_OOD_SETS,
     missing_message,
 )
 
 SCHEMA = "../schemas/config.schema.yaml"
+# Fills in the schema's defaults (the one place they are declared): the code below indexes every key that has one.
 validate(config, SCHEMA)
 
-# cpu_kernels: the environment that pins the CPU kernels of every job (schema: cpu_kernels)
-CPU_KERNEL_ENV = {
-    "native": "",
-    "avx2": "export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2; ",
-}
+# cpu_kernels: the environment that pins the CPU kernels of every job (dat.registry.CPU_KERNEL_ENV)
 shell.prefix(JOB_PREFIX + CPU_KERNEL_ENV[config["cpu_kernels"]])
 
 
-def _merged(base, override):
-    """``base`` with the keys of ``override`` replaced, recursing into nested blocks."""
-    out = json.loads(json.dumps(base))
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
+def write_json(obj, path):
+    """Write a config file as dat.io.write_json does (indented, sorted keys, final newline), without torch."""
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def sampling_cfg(dataset):
-    """The sampling block of a dataset: the global one with the dataset's ``sampling`` keys replaced."""
-    return _merged(config["sampling"], config["datasets"][dataset].get("sampling"))
+    """The sampling block of a dataset: the global one deep-merged with the dataset's ``sampling`` keys."""
+    return deep_merge(config["sampling"], config["datasets"][dataset].get("sampling"))
 
 
 def evaluate_cfg(dataset):
-    """The evaluate block of a dataset: the global one with the dataset's ``evaluate`` keys replaced."""
-    return _merged(config["evaluate"], config["datasets"][dataset].get("evaluate"))
+    """The evaluate block of a dataset: the global one deep-merged with the dataset's ``evaluate`` keys."""
+    return deep_merge(config["evaluate"], config["datasets"][dataset].get("evaluate"))
 
 
 def _check_dataset_overrides(cfg):
@@ -83,13 +75,13 @@ def _check_references(cfg):
             )
         if init == run:
             raise WorkflowError(f"config: runs.{run}.init_from names the run itself")
-    for name, table in cfg.get("tables", {}).items():
+    for name, table in cfg["tables"].items():
         for label, run in table["rows"].items():
             if run not in cfg["runs"]:
                 raise WorkflowError(
                     f"config: tables.{name}.rows.{label} = {run!r} is not a run: {sorted(cfg['runs'])}"
                 )
-        if table.get("kind", "main") == "main" and "dataset" not in table:
+        if table["kind"] == "main" and "dataset" not in table:
             raise WorkflowError(
                 f"config: tables.{name}.dataset is required (kind main)"
             )
@@ -97,7 +89,7 @@ def _check_references(cfg):
             raise WorkflowError(
                 f"config: tables.{name}.dataset = {table['dataset']!r} is not a key of datasets"
             )
-        if table.get("reported") and table.get("kind", "main") != "reproductions":
+        if table.get("reported") and table["kind"] != "reproductions":
             raise WorkflowError(
                 f"config: tables.{name}.reported is only printed by tables of kind reproductions"
             )
@@ -106,10 +98,8 @@ def _check_references(cfg):
             raise WorkflowError(
                 f"config: datasets.{name}.mean/std need {ds['channels']} values (channels)"
             )
-        for ood in ds.get("ood_sets", []):
-            if ood in DATASET_OOD_SETS + FOLDER_OOD_SETS and ood not in (
-                ds.get("ood_roots") or {}
-            ):
+        for ood in ds["ood_sets"]:
+            if ood in ROOTED_OOD_SETS and ood not in (ds.get("ood_roots") or {}):
                 raise WorkflowError(
                     f"config: datasets.{name}.ood_sets lists {ood!r} but datasets.{name}.ood_roots.{ood} is not set"
                 )
@@ -153,9 +143,7 @@ for _run in config["runs"]:
         raise WorkflowError(
             f"config: runs.{_run}: the auxiliary OOD file {_ood_set.split(':', 1)[1]} (ood_set) does not exist"
         )
-    if _ood_set in DATASET_OOD_SETS + FOLDER_OOD_SETS and _ood_set not in (
-        _ds.get("ood_roots") or {}
-    ):
+    if _ood_set in ROOTED_OOD_SETS and _ood_set not in (_ds.get("ood_roots") or {}):
         raise WorkflowError(
             f"config: runs.{_run}: ood_set {_ood_set!r} needs datasets.{config['runs'][_run]['dataset']}"
             f".ood_roots.{_ood_set}"
@@ -167,13 +155,13 @@ def _download_roots(cfg):
     that one job per source downloads, never two at once into the same folder."""
     roots = {}
     for name, ds in cfg["datasets"].items():
-        if not ds.get("download", False):
+        if not ds["download"]:
             continue
         wanted = [(ds["source"], ds["root"], f"datasets.{name}.root")]
         wanted += [
             (ood, root, f"datasets.{name}.ood_roots.{ood}")
             for ood, root in (ds.get("ood_roots") or {}).items()
-            if ood in ds.get("ood_sets", [])
+            if ood in ds["ood_sets"]
         ]
         for source, root, key in wanted:
             if (
@@ -216,10 +204,10 @@ def dataset_downloads(wildcards):
     _require_data(
         ds["source"],
         ds["root"],
-        ds.get("download", False),
+        ds["download"],
         f"datasets.{wildcards.dataset}.root",
     )
-    if ds.get("download", False) and ds["source"] in DOWNLOAD_ROOTS:
+    if ds["download"] and ds["source"] in DOWNLOAD_ROOTS:
         return f"results/downloads/{ds['source']}.json"
     return []
 
@@ -227,10 +215,10 @@ def dataset_downloads(wildcards):
 def _ood_input(dataset, ood):
     """The download marker (or the data check) of an OOD set read from a folder of its own."""
     ds = config["datasets"][dataset]
-    if ood not in DATASET_OOD_SETS + FOLDER_OOD_SETS:
+    if ood not in ROOTED_OOD_SETS:
         return []
     root = ds["ood_roots"][ood]
-    download = ds.get("download", False) and ood in DATASET_OOD_SETS
+    download = ds["download"] and ood in DATASET_OOD_SETS
     _require_data(ood, root, download, f"datasets.{dataset}.ood_roots.{ood}")
     return f"results/downloads/{ood}.json" if download else []
 
@@ -302,7 +290,7 @@ def init_args(wildcards, input):
         return ""
     if isinstance(init, str):
         return f"--init {input.init}"
-    args = f"--init {input.init} --init-format {init.get('format', 'dat')}"
+    args = f"--init {input.init} --init-format {init['format']}"
     return args + (f" --init-sha256 {init['sha256']}" if init.get("sha256") else "")
 
 
@@ -320,7 +308,7 @@ def aux_ood_args(wildcards, input):
 def sampling_starts_input(wildcards):
     """The chain starts of a run's test-time samples: its auxiliary OOD images under sampling.init train (for a run
     trained against such a set), nothing (uniform noise) otherwise."""
-    if sampling_cfg(dataset_of(wildcards.run)).get("init") == "train":
+    if sampling_cfg(dataset_of(wildcards.run))["init"] == "train":
         return aux_ood_input(wildcards)
     return []
 
@@ -351,8 +339,7 @@ def data_file(name):
 def ood_inputs(wildcards):
     ds = dataset_of(wildcards.run)
     return [
-        f"results/data/{ds}/ood_{o}.npz"
-        for o in config["datasets"][ds].get("ood_sets", ["noise"])
+        f"results/data/{ds}/ood_{o}.npz" for o in config["datasets"][ds]["ood_sets"]
     ]
 
 

@@ -1,0 +1,131 @@
+"""The names a config may use, declared once, and where each data source keeps its files.
+
+Every ``enum`` of ``workflow/schemas/config.schema.yaml`` is one of the tuples below (tests/test_config.py checks
+that they are equal, so a name added in one place and not the other fails a test); the library modules take their
+name lists from here (``dat.data`` its sources, OOD sets and augmentations, ``dat.checkpoint`` its checkpoint
+formats, ``dat.config`` the choices it checks again on a hand-written JSON; ``dat.models.MODELS`` is keyed by
+``ARCHITECTURES``). The module imports nothing but the standard library, so that the workflow builds its DAG (and
+checks at parse time which data are missing, :func:`missing_message`) without importing torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# -- datasets --------------------------------------------------------------------------------------------------
+IDX_SOURCES = ("fashion_mnist", "mnist")  # IDX files (torchvision's downloaders, or the Debian package)
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+IMAGENET_SOURCES = ("imagenet", "restricted_imagenet")  # an ImageNet folder, downloaded by hand
+SOURCES = IDX_SOURCES + tuple(CIFAR_FOLDERS) + ("svhn",) + IMAGENET_SOURCES  # datasets.<name>.source
+CHANNELS = (1, 3)
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
+IMAGENET_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")
+
+# -- OOD sets (evaluation sets, and the auxiliary images of DAT's chain starts and RATIO's out-batches) -----------
+OOD_SETS = ("mnist5k", "digits", "photos", "noise")  # installed without internet
+DATASET_OOD_SETS = ("cifar10", "cifar100", "svhn")  # the test split of another dataset, from its own root
+# sets read from a user's folder (datasets.<name>.ood_roots.<set>): ImageNet validation images of the classes outside
+# RestrictedImageNet (root: the ImageNet folder), and any folder of images (Open Images for 256 px)
+FOLDER_OOD_SETS = ("imagenet_minus_rimagenet", "openimages")
+ALL_OOD_SETS = OOD_SETS + DATASET_OOD_SETS + FOLDER_OOD_SETS  # datasets.<name>.ood_sets, bce/ratio.ood_set
+ROOTED_OOD_SETS = DATASET_OOD_SETS + FOLDER_OOD_SETS  # the keys of datasets.<name>.ood_roots
+FILE_OOD_PREFIXES = ("npz", "file")  # bce/ratio.ood_set <prefix>:<path>, a user's image file
+
+MANUAL_DOWNLOADS = {
+    "imagenet": "ImageNet (ILSVRC2012) is downloaded by hand from https://image-net.org/download-images: put "
+                "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz in {root} (they are "
+                "unpacked there on first use) or the unpacked train/<wnid>/ and val/<wnid>/ folders",
+    "openimages": "Open Images is downloaded by hand (https://storage.googleapis.com/openimages/web/download.html): put "
+                  "any number of its images (jpg/png, sub-folders allowed) in {root}",
+}
+MANUAL_DOWNLOADS["restricted_imagenet"] = MANUAL_DOWNLOADS["imagenet"]
+MANUAL_DOWNLOADS["imagenet_minus_rimagenet"] = MANUAL_DOWNLOADS["imagenet"]
+
+# -- training --------------------------------------------------------------------------------------------------
+AUGMENTATIONS = ("crop", "flip", "autoaugment", "cutout", "random_resized_crop", "resize_center_crop", "color_jitter",
+                 "lighting", "none")  # train.augment.at / .bce, built by dat.data.build_transform
+NORMS = ("L2", "Linf")  # train.attack.norm, train.ebjdat.attack_norm, datasets.<name>.threat_model.norm
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "constant", "multistep")
+CHAIN_STARTS = ("noise", "ood")  # train.bce.init, train.ratio.init
+PRECISIONS = ("fp32", "bf16")
+DIVERGENCE_ACTIONS = ("fail", "keep_last")  # train.on_divergence
+ARCHITECTURES = ("resnet_small", "wide_resnet", "torchvision_resnet", "timm_convnext")  # models.<name>.arch
+INIT_FORMATS = ("dat", "robustness", "state_dict", "robustbench")  # runs.<name>.init_from.format
+
+# -- evaluation and report -------------------------------------------------------------------------------------
+SAMPLING_STARTS = ("noise", "train")  # sampling.init
+WEIGHTS = ("ema", "raw")  # evaluate.weights
+AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
+FID_EXTRACTORS = ("auto", "shipped", "cleanfid")
+TABLE_KINDS = ("main", "reproductions", "sampling", "conditional", "ood", "calibration", "counterfactual")
+
+# -- jobs ------------------------------------------------------------------------------------------------------
+# cpu_kernels -> the shell prefix of every job: native (the fastest kernels the CPU has), or ATen, oneDNN and MKL
+# pinned to their AVX2 code paths (the same numbers on every x86-64 machine with AVX2)
+CPU_KERNEL_ENV = {
+    "native": "",
+    "avx2": "export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2; ",
+}
+
+
+# -- data presence (stat only: checked while the workflow builds its DAG) ---------------------------------------
+def idx_paths(root: str, split: str) -> list[Path]:
+    """The IDX files of ``split`` directly in ``root``."""
+    return [Path(root) / name for name in IDX_FILES[split]]
+
+
+def find_idx(root: str, split: str, source: str) -> list[Path]:
+    """The IDX files in ``root`` or in torchvision's ``root/<Class>/raw`` layout."""
+    direct = idx_paths(root, split)
+    if all(p.exists() for p in direct):
+        return direct
+    folder = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}[source]
+    return [Path(root) / folder / "raw" / p.name for p in direct]
+
+
+def missing_files(source: str, root: str, download: bool) -> list[str]:
+    """Files that ``source`` needs under ``root`` and that are absent; empty when ``download`` (cheap, no I/O beyond stat).
+
+    Raises:
+        ValueError: an unknown source.
+    """
+    if download:
+        return []
+    if source in IDX_SOURCES:
+        out = []
+        for split in IDX_FILES:
+            found = find_idx(root, split, source)
+            out += [str(p) for p, q in zip(idx_paths(root, split), found) if not p.exists() and not q.exists()]
+        return out
+    if source in CIFAR_FOLDERS:
+        folder = Path(root) / CIFAR_FOLDERS[source]
+        return [] if folder.is_dir() else [str(folder)]
+    if source == "svhn":
+        return [str(Path(root) / f) for f in ("train_32x32.mat", "test_32x32.mat") if not (Path(root) / f).exists()]
+    if source in IMAGENET_SOURCES or source == "imagenet_minus_rimagenet":
+        folders = [Path(root) / "train", Path(root) / "val"]
+        if all(f.is_dir() for f in folders) or all((Path(root) / a).exists() for a in IMAGENET_ARCHIVES):
+            return []
+        return [str(f) for f in folders if not f.is_dir()]
+    if source == "openimages":
+        return [] if Path(root).is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in Path(root).rglob("*")) \
+            else [f"{root}/*.jpg"]
+    raise ValueError(f"unknown dataset source {source!r}: {', '.join(SOURCES)}")
+
+
+def missing_message(source: str, root: str, download: bool) -> str | None:
+    """What to download and where, when ``source``'s files are missing from ``root``; None when they are in place.
+    Sources without a downloader (ImageNet, Open Images) are missing whatever ``download`` says."""
+    manual = source in MANUAL_DOWNLOADS
+    gone = missing_files(source, root, download and not manual)
+    if not gone:
+        return None
+    if manual:
+        return f"{source}: {', '.join(gone)} not found. " + MANUAL_DOWNLOADS[source].format(root=root)
+    hint = " (apt-get install dataset-fashion-mnist)" if source == "fashion_mnist" else ""
+    return f"{source}: missing {', '.join(gone)}{hint}; put the files in {root} or set download: true"
