@@ -106,12 +106,9 @@ def _check_references(cfg):
 
 
 def _method_block(run):
-    """The run's method block with its train_overrides applied (top-level keys replaced)."""
+    """The run's method block deep-merged with its train_overrides (the one merge: dat.config.deep_merge)."""
     r = config["runs"][run]
-    return {
-        **json.loads(json.dumps(config["methods"][r["method"]])),
-        **r.get("train_overrides", {}),
-    }
+    return deep_merge(config["methods"][r["method"]], r.get("train_overrides"))
 
 
 def bce_block(run):

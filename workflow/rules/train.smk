@@ -83,7 +83,7 @@ rule prepare_aux_ood:
         runtime=runtime_min(60),
     params:
         name=lambda wildcards: shlex.quote(aux_block(wildcards.run)["ood_set"]),
-        n=lambda wildcards: aux_block(wildcards.run).get("ood_images", 10000),
+        n=lambda wildcards: aux_block(wildcards.run)["ood_images"],
         seed=lambda wildcards: config["runs"][wildcards.run]["seed"],
     shell:
         "python -m dat.prepare ood --config {input.cfg} --name {params.name} --n {params.n} --seed {params.seed} --split train"
