@@ -14,6 +14,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from dat.io import progress
+from dat.models import device_of, predict_logits
+
 Objective = Callable[[torch.Tensor], torch.Tensor]
 _TINY = 1e-12
 
@@ -26,6 +29,16 @@ def _flat_norm(t: torch.Tensor) -> torch.Tensor:
 def l2_normalize(g: torch.Tensor) -> torch.Tensor:
     """g / ||g||_2 per example. Args: g (N, ...) float. Returns the same shape; zero rows stay zero."""
     return g / _flat_norm(g)
+
+
+def pgd_step_size(eps: float, steps: int, factor: float) -> float:
+    """The step of a ``steps``-step PGD in an eps-ball: ``factor * eps / steps``, in the pixel units of ``eps``.
+
+    With ``factor`` > 1 the iterates can cross the ball ``factor`` times over, so they reach its boundary even when
+    the first steps go astray (Madry et al. 2018 use 2.5 * eps / steps). Every evaluation attack scales its step
+    this way (``evaluate.pgd``, ``evaluate.ood``, ``evaluate.counterfactual``: ``step_size_factor``).
+    """
+    return eps * factor / steps
 
 
 def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
@@ -158,8 +171,8 @@ def target_logit_attack(
 def ebjdat_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, eps: float, step_size: float,
                   steps: int, norm: str = "Linf", project_to_ball: bool = True,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """The adversarial examples of EB-JDAT (its public JEM-variant code, see ../shared/design/protocol.md): from a
-    uniform random start in the ball, ascend sum_k f(x_adv)[k] + ||n(f(x)) - n(f(x_adv))||^2, n the per-example
+    """The adversarial examples of EB-JDAT (as its public JEM-variant training code makes them): from a uniform
+    random start in the ball, ascend sum_k f(x_adv)[k] + ||n(f(x)) - n(f(x_adv))||^2, n the per-example
     L2 normalisation of the logits (it pushes the logits up and away from the clean logits' direction).
 
     Args:
@@ -180,3 +193,29 @@ def ebjdat_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 
     return pgd_maximize(objective, x, eps=eps, step_size=step_size, steps=steps, norm=norm, random_start=True,
                         generator=generator, project_to_ball=project_to_ball)
+
+
+def pgd_robust(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, eps: float,
+               step_size: float, steps: int, norm: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Untargeted cross-entropy PGD (:func:`pgd_attack`, zero start) batch by batch, and its outcome per example.
+
+    Args:
+        model: an ``nn.Module`` in eval mode mapping (N, C, H, W) in [0, 1] to logits (N, K); the batches go to the
+            device of its parameters.
+        x: (N, C, H, W) float32 in [0, 1]; y: (N,) int64 true labels (both on the CPU).
+        eps, step_size, steps, norm: see :func:`pgd_maximize`; batch_size: examples attacked at once.
+
+    Returns:
+        (correct (N,) bool: still classified right after the attack, perturbation (N,) float32: its L2 or Linf norm),
+        on the CPU. Each example's outcome depends on that example alone (model in eval mode), so a prefix of the
+        result is the result on that prefix of the examples.
+    """
+    correct, pert = [], []
+    device = device_of(model)
+    for i in progress(range(0, len(x), batch_size), f"PGD-{steps} {norm}"):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        x_adv = pgd_attack(model, xb, yb, eps=eps, step_size=step_size, steps=steps, norm=norm)
+        correct.append(predict_logits(model, x_adv, batch_size).argmax(1) == yb.cpu())
+        delta = (x_adv - xb).flatten(1)
+        pert.append((delta.norm(dim=1) if norm == "L2" else delta.abs().amax(dim=1)).cpu())
+    return torch.cat(correct), torch.cat(pert)

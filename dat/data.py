@@ -598,3 +598,25 @@ def infinite_batches(dataset: torch.utils.data.Dataset, batch_size: int, seed: i
         for x, y in loader:
             yield x, y.long()
             batch += 1
+
+
+def balanced_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a class-balanced random subset of size ``n`` (all indices when n <= 0 or n >= len(y)).
+
+    Each class gets n // K images, and the remainder goes to randomly chosen classes; a class with too few
+    images gives all it has. ``seed`` seeds a NumPy ``default_rng``.
+    """
+    if n <= 0 or n >= len(y):
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    quota = np.full(len(classes), n // len(classes))
+    quota[rng.permutation(len(classes))[: n % len(classes)]] += 1
+    picked = [rng.permutation(np.flatnonzero(y == c))[:q] for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(picked))
+
+
+def load_starts(path: str | os.PathLike | None):
+    """The chain-start images of a sampling command's ``--starts`` (an npz written by the prepare_aux_ood rule) as
+    a uint8 (M, H, W, C) array or :class:`ImageFiles`, or None (uniform noise) when ``path`` is None."""
+    return None if path is None else open_images(path, labels=False)[0]

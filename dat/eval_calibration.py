@@ -11,46 +11,37 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from dat.checkpoint import checkpoint_record, load_model
-from dat.data import open_images, to_tensor
-from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
+from dat.checkpoint import checkpoint_record
+from dat.cli import add_machine_arguments, add_run_arguments, command_parser, load_run_model, start
+from dat.data import open_images, take, to_tensor
+from dat.io import provenance, write_json
 from dat.metrics import expected_calibration_error
+from dat.models import predict_logits
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dat.eval_calibration", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, required=True, help="run JSON")
-    p.add_argument("--model", type=Path, required=True, help="trained model.pt")
-    p.add_argument("--data", type=Path, required=True, help="test.npz")
-    p.add_argument("--out", type=Path, required=True, help="calibration.json to write")
-    p.add_argument("--threads", type=int, default=None)
-    add_device_argument(p)
+def parse_args(argv=None):
+    p = command_parser("dat.eval_calibration", __doc__)
+    add_run_arguments(p, data="test.npz", out="calibration.json")
+    add_machine_arguments(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    set_threads(args.threads)
-    run = read_json(args.config)
+    run, model, ckpt = load_run_model(args, start(args))
     ev = run["evaluate"]
-    device = resolve_device(args.device)
-    model, ckpt = load_model(args.model, ev["weights"], device)
     t0 = time.time()
     x, y = open_images(args.data)
     n = min(ev["n_clean"] or len(y), len(y))
     y = y[:n]
     bs = ev["batch_size"]
-    with torch.no_grad():  # images are converted batch by batch (an ImageNet test set does not fit as floats)
-        probs = torch.cat([torch.softmax(model(to_tensor(x[i:min(i + bs, n)]).to(device)), 1).cpu()
-                           for i in range(0, n, bs)]).numpy()
+    # images are converted batch by batch (an ImageNet test set does not fit as floats)
+    probs = torch.softmax(predict_logits(model, take(x, slice(0, n)), bs, convert=to_tensor), 1).numpy()
     result = expected_calibration_error(probs, y, n_bins=ev["ece"]["n_bins"])
     write_json({"run": run["run"], "dataset": run["dataset"]["name"], "ece": result["ece"], "n_bins": ev["ece"]["n_bins"],
                 "n_examples": int(n), "acc_clean": float((probs.argmax(1) == y).mean()), "bins": result["bins"],

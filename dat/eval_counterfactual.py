@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -26,42 +25,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dat.attacks import target_logit_attack
-from dat.checkpoint import checkpoint_record, load_model
+from dat.attacks import pgd_step_size, target_logit_attack
+from dat.checkpoint import checkpoint_record
+from dat.cli import add_machine_arguments, add_run_arguments, command_parser, load_run_model, start
 from dat.data import open_images, to_tensor, to_uint8
 from dat.inception import load_feature_extractor
-from dat.io import (add_device_argument, provenance, read_json, resolve_device, save_npz, set_threads, setup_logging,
-                    write_json)
+from dat.io import progress, provenance, save_npz, write_json
 from dat.metrics import feature_statistics, fid_from_features
+from dat.models import predict_logits
 
 log = logging.getLogger("dat.eval_counterfactual")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dat.eval_counterfactual", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, required=True, help="run JSON")
-    p.add_argument("--model", type=Path, required=True, help="trained model.pt")
-    p.add_argument("--data", type=Path, required=True, help="train.npz (source images)")
+def parse_args(argv=None):
+    p = command_parser("dat.eval_counterfactual", __doc__)
+    add_run_arguments(p, data="train.npz (source images)", out="counterfactual.json")
     p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz with per-image features and labels")
-    p.add_argument("--out", type=Path, required=True, help="counterfactual.json to write")
     p.add_argument("--examples", type=Path, default=None,
                    help="npz to write the first --n-examples images with their counterfactuals at every radius")
     p.add_argument("--n-examples", type=int, default=10, help="images kept in --examples (default 10)")
-    p.add_argument("--threads", type=int, default=None)
-    add_device_argument(p)
+    add_machine_arguments(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    set_threads(args.threads)
-    run = read_json(args.config)
+    device = start(args)
+    run, model, ckpt = load_run_model(args, device)
     ds, ev = run["dataset"], run["evaluate"]
     c = ev["counterfactual"]
     K = ds["num_classes"]
-    device = resolve_device(args.device)
-    model, ckpt = load_model(args.model, ev["weights"], device)
     extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
     t0 = time.time()
     rng = np.random.default_rng(c["seed"])
@@ -76,13 +69,13 @@ def main(argv=None) -> int:
     radii = [float(r) for r in ds["counterfactual_radii"]]
     fids, per_class, confidences, max_pert, shown = [], [], [], [], []
     for eps in radii:
+        step_size = pgd_step_size(eps, c["steps"], c["step_size_factor"])
         x_cf = torch.cat([
             target_logit_attack(model, x[i:i + bs].to(device), target[i:i + bs].to(device),
-                                eps=eps, step_size=c["step_size_factor"] * eps / c["steps"], steps=c["steps"]).cpu()
-            for i in range(0, len(x), bs)
+                                eps=eps, step_size=step_size, steps=c["steps"]).cpu()
+            for i in progress(range(0, len(x), bs), f"counterfactuals at eps={eps:g}")
         ])
-        with torch.no_grad():
-            probs = torch.cat([torch.softmax(model(x_cf[i:i + bs].to(device)), 1).cpu() for i in range(0, len(x_cf), bs)])
+        probs = torch.softmax(predict_logits(model, x_cf, bs), 1)
         confidences.append(float(probs.gather(1, target.view(-1, 1)).mean()))
         max_pert.append(float((x_cf - x).flatten(1).norm(dim=1).max()))  # L2, pixel units: <= eps
         shown.append(to_uint8(x_cf[: args.n_examples]))

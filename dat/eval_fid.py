@@ -16,7 +16,6 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -24,22 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
+from dat.cli import add_machine_arguments, command_parser, start
 from dat.data import open_images, take
-from dat.inception import load_feature_extractor
-from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
+from dat.inception import load_feature_extractor, read_fid_reference
+from dat.io import provenance, read_json, write_json
 from dat.metrics import fid_from_features, inception_score
 
 log = logging.getLogger("dat.eval_fid")
 IS_SPLITS = 10
 
 
-def _ref(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    with np.load(path) as ref:
-        return ref["mu"], ref["sigma"], len(ref["labels"])
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dat.eval_fid", description=__doc__.split("\n\n")[0])
+def parse_args(argv=None):
+    p = command_parser("dat.eval_fid", __doc__)
     sub = p.add_subparsers(dest="mode", required=True)
     a = sub.add_parser("samples", help="FID/IS of generated samples")
     a.add_argument("--config", type=Path, required=True, help="run JSON")
@@ -53,28 +48,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     for q in (a, b):
         q.add_argument("--ref", type=Path, required=True, help="fid_ref.npz")
         q.add_argument("--out", type=Path, required=True, help="JSON to write")
-        q.add_argument("--threads", type=int, default=None)
-        add_device_argument(q)
+        add_machine_arguments(q)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    set_threads(args.threads)
+    device = start(args)
     t0 = time.time()
-    mu_ref, sigma_ref, n_ref = _ref(args.ref)
+    mu_ref, sigma_ref, n_ref = read_fid_reference(args.ref)
     if args.mode == "floor":
         x = open_images(args.data, labels=False)[0]
         idx = np.random.default_rng(args.seed).permutation(len(x))[: args.n]
-        extractor = load_feature_extractor(args.extractor, str(resolve_device(args.device)))
+        extractor = load_feature_extractor(args.extractor, str(device))
         fid = fid_from_features(extractor(take(x, idx))["features"], mu_ref, sigma_ref)
         write_json({"fid_floor": float(fid), "n_real": int(len(idx)), "n_ref": n_ref, "extractor": extractor.name,
                     "data": str(args.data), "seed": args.seed, "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
         log.info("FID floor %.2f (%d real test images vs %d reference)", fid, len(idx), n_ref)
         return 0
     run = read_json(args.config)
-    extractor = load_feature_extractor(run["evaluate"]["fid"]["extractor"], str(resolve_device(args.device)))
+    extractor = load_feature_extractor(run["evaluate"]["fid"]["extractor"], str(device))
     with np.load(args.samples) as f:
         x, steps = f["x"], int(f["steps"])
         conditional = bool(f["conditional"]) if "conditional" in f.files else bool(run["sampling"]["conditional"])

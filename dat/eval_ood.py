@@ -2,8 +2,9 @@
 
 Scores (higher = more in-distribution): ``energy`` s(x) = -E(x) = logsumexp_k f(x)[k], and ``max_softmax``
 s(x) = max_k p(k | x) (as in RATIO). AUROC (scikit-learn) takes the in-distribution test images as positives.
-Adversarial OOD: each OOD image is moved by L2 PGD inside a ball of radius ``ood_eps`` (pixel units) to
-*raise* its score -- for ``energy`` ascent on logsumexp f(x), for ``max_softmax`` ascent on the cross-entropy
+Adversarial OOD: each OOD image is moved by L2 PGD inside a ball of radius ``ood_eps`` (pixel units;
+``evaluate.ood.steps`` steps of ``step_size_factor * ood_eps / steps``, so the attack reaches the ball's boundary at
+every radius) to *raise* its score -- for ``energy`` ascent on logsumexp f(x), for ``max_softmax`` ascent on the cross-entropy
 to the uniform distribution (i.e. confidence) -- and the AUROC is recomputed against the clean in-distribution
 scores. A robust detector keeps its AUROC under this attack.
 
@@ -15,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -25,12 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dat.attacks import pgd_maximize
-from dat.checkpoint import checkpoint_record, load_model
+from dat.attacks import pgd_maximize, pgd_step_size
+from dat.checkpoint import checkpoint_record
+from dat.cli import add_machine_arguments, add_run_arguments, command_parser, load_run_model, start
 from dat.data import open_images, to_tensor
-from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
+from dat.io import progress, provenance, write_json
 from dat.metrics import auroc
-from dat.models import device_of, energy
+from dat.models import device_of, energy, predict_logits
 
 log = logging.getLogger("dat.eval_ood")
 
@@ -56,45 +57,43 @@ SCORES = {"energy": score_energy, "max_softmax": score_max_softmax}
 
 def scores(model, x: torch.Tensor, name: str, batch_size: int) -> np.ndarray:
     """Score ``name`` of images x (N, C, H, W) in [0, 1], in batches on the model's device: (N,) float32."""
+    return SCORES[name](predict_logits(model, x, batch_size)).numpy()
+
+
+def adversarial_images(model, x: torch.Tensor, name: str, *, eps: float, step_size: float, steps: int,
+                       batch_size: int) -> torch.Tensor:
+    """L2 PGD (:func:`dat.attacks.pgd_maximize`, zero start) that raises the attack form of score ``name`` in the
+    eps-ball around each image of x (N, C, H, W) in [0, 1]: x_adv (N, C, H, W) float32 in [0, 1] on the CPU."""
+    objective = _attack_objective(name)
     device = device_of(model)
-    with torch.no_grad():
-        return torch.cat([SCORES[name](model(x[i:i + batch_size].to(device))).cpu()
-                          for i in range(0, len(x), batch_size)]).numpy()
+    return torch.cat([
+        pgd_maximize(lambda z: objective(model(z)), x[i:i + batch_size].to(device), eps=eps, step_size=step_size,
+                     steps=steps, norm="L2").cpu()
+        for i in progress(range(0, len(x), batch_size), f"adversarial OOD ({name})")
+    ])
 
 
 def adversarial_scores(model, x, name, *, eps, step_size, steps, batch_size) -> np.ndarray:
-    """Scores after L2 PGD that raises the (attack form of the) score in the eps-ball around each image."""
-    objective = _attack_objective(name)
-    device = device_of(model)
-    out = []
-    for i in range(0, len(x), batch_size):
-        x_adv = pgd_maximize(lambda z: objective(model(z)), x[i:i + batch_size].to(device), eps=eps, step_size=step_size, steps=steps,
-                             norm="L2")
-        out.append(scores(model, x_adv, name, batch_size))
-    return np.concatenate(out)
+    """Scores (N,) float32 of :func:`adversarial_images`, the OOD images moved to raise the score."""
+    x_adv = adversarial_images(model, x, name, eps=eps, step_size=step_size, steps=steps, batch_size=batch_size)
+    return scores(model, x_adv, name, batch_size)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dat.eval_ood", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, required=True, help="run JSON")
-    p.add_argument("--model", type=Path, required=True, help="trained model.pt")
-    p.add_argument("--data", type=Path, required=True, help="in-distribution test.npz")
+def parse_args(argv=None):
+    p = command_parser("dat.eval_ood", __doc__)
+    add_run_arguments(p, data="in-distribution test.npz", out="ood.json")
     p.add_argument("--ood", type=Path, nargs="+", required=True, help="ood_{name}.npz files")
-    p.add_argument("--out", type=Path, required=True, help="ood.json to write")
-    p.add_argument("--threads", type=int, default=None)
-    add_device_argument(p)
+    add_machine_arguments(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    set_threads(args.threads)
-    run = read_json(args.config)
+    run, model, ckpt = load_run_model(args, start(args))
     ds, ev = run["dataset"], run["evaluate"]
     o = ev["ood"]
     eps_o = float(ds["ood_eps"])
-    model, ckpt = load_model(args.model, ev["weights"], resolve_device(args.device))
+    step_size = pgd_step_size(eps_o, o["steps"], o["step_size_factor"])
     bs = ev["batch_size"]
     t0 = time.time()
     x_in = to_tensor(open_images(args.data, labels=False)[0][: o["n_in"]])
@@ -105,13 +104,13 @@ def main(argv=None) -> int:
         x_out = to_tensor(open_images(path, labels=False)[0][: o["n_out"]])
         for score in SCORES:
             clean = scores(model, x_out, score, bs)
-            adv = adversarial_scores(model, x_out, score, eps=eps_o, step_size=o["step_size"], steps=o["steps"], batch_size=bs)
+            adv = adversarial_scores(model, x_out, score, eps=eps_o, step_size=step_size, steps=o["steps"], batch_size=bs)
             for attack, s_out in (("clean", clean), ("adversarial", adv)):
                 rows.append({"ood_set": name, "n_out": int(len(x_out)), "score": score, "attack": attack,
                              "auroc": auroc(s_in[score], s_out)})
                 log.info("%s %s %s AUROC %.4f", name, score, attack, rows[-1]["auroc"])
     write_json({"run": run["run"], "dataset": ds["name"], "n_in": int(len(x_in)), "eps_o": eps_o, "steps": o["steps"],
-                "step_size": o["step_size"], "rows": rows, "seed": run["seed"],
+                "step_size_factor": o["step_size_factor"], "step_size": step_size, "rows": rows, "seed": run["seed"],
                 "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]), "time_s": round(time.time() - t0, 2),
                 **provenance()}, args.out)
     return 0

@@ -14,50 +14,23 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 import warnings
 from importlib import metadata
-from pathlib import Path
 
 import torch
 
-from dat.attacks import pgd_attack
-from dat.checkpoint import checkpoint_record, load_model
+from dat.attacks import pgd_robust, pgd_step_size
+from dat.checkpoint import checkpoint_record
+from dat.cli import add_machine_arguments, add_run_arguments, command_parser, load_run_model, start
 from dat.config import threat_model
-from dat.data import open_images, to_tensor
-from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
-from dat.models import device_of
+from dat.data import open_images, take, to_tensor
+from dat.io import provenance, write_json
+from dat.models import device_of, predict_logits
 
 log = logging.getLogger("dat.eval_robust")
-
-
-def predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Argmax predictions (N,) int64 for images (N, C, H, W) in [0, 1], in batches, without gradients."""
-    device = device_of(model)
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
-
-
-def pgd_robust(model, x, y, *, eps, step_size, steps, norm, batch_size) -> tuple[torch.Tensor, torch.Tensor]:
-    """Untargeted CE PGD (zero start), example by example.
-
-    Returns:
-        (correct (N,) bool: still classified right after the attack, perturbation (N,) float: its L2 or Linf norm).
-        Each example's outcome depends on that example alone (model in eval mode), so a prefix of the result is
-        the result on that prefix of the examples.
-    """
-    correct, pert = [], []
-    device = device_of(model)
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        x_adv = pgd_attack(model, xb, yb, eps=eps, step_size=step_size, steps=steps, norm=norm)
-        correct.append(predict(model, x_adv, batch_size) == yb.cpu())
-        delta = (x_adv - xb).flatten(1)
-        pert.append((delta.norm(dim=1) if norm == "L2" else delta.abs().amax(dim=1)).cpu())
-    return torch.cat(correct), torch.cat(pert)
 
 
 class _Collect(logging.Handler):
@@ -70,7 +43,22 @@ class _Collect(logging.Handler):
 
 
 def autoattack_accuracy(model, x, y, *, eps, norm, version, batch_size, seed) -> dict:
-    """Robust accuracy under AutoAttack (pyautoattack, Croce & Hein 2020) with its log and warnings."""
+    """Robust accuracy under AutoAttack (pyautoattack, Croce & Hein 2020) with its log and warnings.
+
+    The standard and plus versions of pyautoattack target the 9 highest non-true classes in APGD-T and FAB-T (they
+    read the 10th-largest logit), which fails with fewer than 10 classes (RestrictedImageNet has 9): then both
+    attacks target the K - 1 other classes, K the number of logits, and the result records the counts used.
+
+    Args:
+        model: ``nn.Module`` in eval mode, (N, C, H, W) in [0, 1] -> logits (N, K); x (N, C, H, W) float32 and y
+            (N,) int64 on the CPU; eps in pixel units; norm ``"L2"`` or ``"Linf"``; version ``standard``, ``plus``
+            or ``rand``; batch_size: AutoAttack's; seed: its seed.
+
+    Returns:
+        ``version``, ``package``, ``n_examples``, ``acc_clean``, ``acc_robust`` (fractions in [0, 1]),
+        ``max_perturbation`` (pixel units), ``n_target_classes`` {apgd-t, fab-t} (those of the attacks run),
+        ``warnings`` and ``log`` (AutoAttack's lines).
+    """
     from pyautoattack import AutoAttack
 
     handler = _Collect()
@@ -82,55 +70,59 @@ def autoattack_accuracy(model, x, y, *, eps, norm, version, batch_size, seed) ->
             warnings.simplefilter("always")
             device = device_of(model)
             adversary = AutoAttack(model, norm=norm, eps=eps, version=version, device=device, seed=seed)
+            targets = autoattack_target_classes(adversary, num_classes=predict_logits(model, x[:1], 1).shape[1])
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
             x_adv = x_adv.cpu()
     finally:
         aa_logger.removeHandler(handler)
-    acc_clean = float((predict(model, x, batch_size) == y).float().mean())
-    acc_robust = float((predict(model, x_adv, batch_size) == y).float().mean())
+    acc_clean = float((predict_logits(model, x, batch_size).argmax(1) == y).float().mean())
+    acc_robust = float((predict_logits(model, x_adv, batch_size).argmax(1) == y).float().mean())
     delta = (x_adv - x).flatten(1)
     return {
         "version": version, "package": f"pyautoattack {metadata.version('pyautoattack')}", "n_examples": int(len(x)),
         "acc_clean": acc_clean, "acc_robust": acc_robust,
         "max_perturbation": float(delta.norm(dim=1).max() if norm == "L2" else delta.abs().max()),
-        "warnings": [str(w.message) for w in caught], "log": handler.lines,
+        "n_target_classes": targets, "warnings": [str(w.message) for w in caught], "log": handler.lines,
     }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dat.eval_robust", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, required=True, help="run JSON")
-    p.add_argument("--model", type=Path, required=True, help="trained model.pt")
-    p.add_argument("--data", type=Path, required=True, help="test.npz")
-    p.add_argument("--out", type=Path, required=True, help="robust.json to write")
-    p.add_argument("--threads", type=int, default=None)
-    add_device_argument(p)
+def autoattack_target_classes(adversary, num_classes: int) -> dict[str, int]:
+    """Cap the target classes of ``adversary``'s APGD-T and FAB-T (a ``pyautoattack.AutoAttack``, attributes
+    ``apgd_targeted.n_target_classes`` and ``fab.n_target_classes``) at ``num_classes - 1``, the classes other than
+    the true one; with 10 or more classes pyautoattack's own counts (9) stay. Returns the counts of the attacks the
+    version runs, by attack name (``apgd-t``, ``fab-t``)."""
+    attacks = {"apgd-t": adversary.apgd_targeted, "fab-t": adversary.fab}
+    for attack in attacks.values():
+        attack.n_target_classes = min(attack.n_target_classes, num_classes - 1)
+    return {name: int(attack.n_target_classes) for name, attack in attacks.items() if name in adversary.attacks_to_run}
+
+
+def parse_args(argv=None):
+    p = command_parser("dat.eval_robust", __doc__)
+    add_run_arguments(p, data="test.npz", out="robust.json")
+    add_machine_arguments(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    set_threads(args.threads)
-    run = read_json(args.config)
+    run, model, ckpt = load_run_model(args, start(args))
     ev = run["evaluate"]
     norm, eps = threat_model(run["dataset"])
-    model, ckpt = load_model(args.model, ev["weights"], resolve_device(args.device))
     images, labels = open_images(args.data)
     y_all = torch.from_numpy(labels).long()
     bs = ev["batch_size"]
     t0 = time.time()
     n_clean = min(ev["n_clean"] or len(y_all), len(y_all))
-    # clean accuracy converts images chunk by chunk (a full ImageNet test set does not fit in memory as floats)
-    chunk = max(bs, 5000)
-    acc_clean = float(torch.cat([predict(model, to_tensor(images[i:min(i + chunk, n_clean)]), bs)
-                                 for i in range(0, n_clean, chunk)]).eq(y_all[:n_clean]).float().mean())
+    # clean accuracy converts images batch by batch (a full ImageNet test set does not fit in memory as floats)
+    logits = predict_logits(model, take(images, slice(0, n_clean)), bs, convert=to_tensor)
+    acc_clean = float(logits.argmax(1).eq(y_all[:n_clean]).float().mean())
     log.info("clean accuracy %.4f on %d test images", acc_clean, n_clean)
     p = ev["pgd"]
     n_pgd = min(p["n_examples"] or len(y_all), len(y_all))
     a = ev["autoattack"]
     n_aa = min(a["n_examples"] or len(y_all), len(y_all))
-    step_size = eps * p["step_size_factor"] / p["steps"]
+    step_size = pgd_step_size(eps, p["steps"], p["step_size_factor"])
     # one PGD pass over the first max(n_pgd, n_aa) examples serves the PGD row and the AutoAttack examples
     x_all = to_tensor(images[:max(n_pgd, n_aa)])  # the attacked prefix (the protocol caps ImageNet at 5,000)
     correct, pert = pgd_robust(model, x_all, y_all[:max(n_pgd, n_aa)], eps=eps, step_size=step_size,

@@ -1,6 +1,6 @@
 """CLI: robust accuracy and FID of the weight snapshots a stage-2 run saved along the way (paper Figure 4).
 
-A method with ``snapshot_every_steps: N`` makes ``dat.train`` save the model (EMA weights when kept) before its
+A method with ``snapshots: {every_steps: N}`` makes ``dat.train`` save the model (EMA weights when kept) before its
 first update and after every N updates into ``results/{run}/snapshots/step_<step>.pt``. For each snapshot, in step
 order, this command measures what Figure 4 plots against the images seen: clean and L2/Linf PGD accuracy on the
 first ``snapshots.n_pgd`` test images (the same PGD as ``dat.eval_robust``), and the FID of
@@ -17,24 +17,24 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from dat.attacks import pgd_robust, pgd_step_size
 from dat.checkpoint import checkpoint_record, load_model
+from dat.cli import add_machine_arguments, add_starts_argument, command_parser, start, starts_name
 from dat.config import TrainConfig, threat_model
-from dat.data import open_images, to_tensor
-from dat.eval_robust import pgd_robust, predict
-from dat.inception import load_feature_extractor
-from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
+from dat.data import load_starts, open_images, to_tensor
+from dat.inception import load_feature_extractor, read_fid_reference
+from dat.io import provenance, read_json, write_json
 from dat.metrics import fid_from_features
-from dat.sample import add_starts_argument, generate, load_starts, starts_name
+from dat.models import predict_logits
+from dat.sampling import generate
 
 log = logging.getLogger("dat.eval_snapshots")
 SNAPSHOT_RE = re.compile(r"step_(\d+)\.pt")
@@ -44,16 +44,16 @@ def snapshot_files(folder: Path) -> list[tuple[int, Path]]:
     """``(step, path)`` of every ``step_<step>.pt`` in ``folder``, by step.
 
     Raises:
-        FileNotFoundError: naming the folder when it holds no snapshot (the method needs ``snapshot_every_steps``).
+        FileNotFoundError: naming the folder when it holds no snapshot (the method needs a ``snapshots`` block).
     """
     found = sorted((int(m.group(1)), p) for p in folder.glob("step_*.pt") if (m := SNAPSHOT_RE.fullmatch(p.name)))
     if not found:
-        raise FileNotFoundError(f"{folder}: no step_<n>.pt snapshots (set snapshot_every_steps in the run's method)")
+        raise FileNotFoundError(f"{folder}: no step_<n>.pt snapshots (set snapshots.every_steps in the run's method)")
     return found
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dat.eval_snapshots", description=__doc__.split("\n\n")[0])
+def parse_args(argv=None):
+    p = command_parser("dat.eval_snapshots", __doc__)
     p.add_argument("--config", type=Path, required=True, help="run JSON")
     p.add_argument("--snapshots", type=Path, required=True, help="folder of step_<n>.pt snapshots")
     p.add_argument("--data", type=Path, required=True, help="test.npz")
@@ -61,21 +61,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grid", type=Path, required=True, help="grid.json with the chosen T")
     p.add_argument("--out", type=Path, required=True, help="snapshots.json to write")
     add_starts_argument(p)
-    p.add_argument("--threads", type=int, default=None)
-    add_device_argument(p)
+    add_machine_arguments(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    set_threads(args.threads)
+    device = start(args)
     run = read_json(args.config)
     ds, ev, s = run["dataset"], run["evaluate"], run["sampling"]
     cfg = TrainConfig.from_dict(run["train"]).snapshots
     if cfg is None:
         raise ValueError(f"{args.config}: the run's method has no snapshots block")
-    device = resolve_device(args.device)
     norm, eps = threat_model(ds)
     p = ev["pgd"]
     steps_t = int(read_json(args.grid)["chosen_steps"])
@@ -83,13 +80,12 @@ def main(argv=None) -> int:
     n_pgd = min(cfg.n_pgd, len(labels))
     x, y = to_tensor(images[:n_pgd]), torch.from_numpy(labels[:n_pgd]).long()
     extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
-    with np.load(args.ref) as ref:
-        mu_ref, sigma_ref, n_ref = ref["mu"], ref["sigma"], len(ref["labels"])
+    mu_ref, sigma_ref, n_ref = read_fid_reference(args.ref)
     t0, points, starts = time.time(), [], load_starts(args.starts)
     for step, path in snapshot_files(args.snapshots):
         model, ckpt = load_model(path, ev["weights"], device)
-        acc_clean = float(predict(model, x, ev["batch_size"]).eq(y).float().mean())
-        correct, _ = pgd_robust(model, x, y, eps=eps, step_size=eps * p["step_size_factor"] / p["steps"],
+        acc_clean = float(predict_logits(model, x, ev["batch_size"]).argmax(1).eq(y).float().mean())
+        correct, _ = pgd_robust(model, x, y, eps=eps, step_size=pgd_step_size(eps, p["steps"], p["step_size_factor"]),
                                 steps=p["steps"], norm=norm, batch_size=ev["batch_size"])
         samples = generate(model, n=cfg.n_samples, num_classes=ds["num_classes"],
                            image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),

@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -21,40 +20,36 @@ from pathlib import Path
 
 import numpy as np
 
-from dat.checkpoint import checkpoint_record, load_model
-from dat.inception import load_feature_extractor
-from dat.io import add_device_argument, provenance, read_json, resolve_device, set_threads, setup_logging, write_json
+from dat.checkpoint import checkpoint_record
+from dat.cli import (add_machine_arguments, add_run_arguments, add_starts_argument, command_parser, load_run_model, start,
+                     starts_name)
+from dat.data import load_starts
+from dat.inception import load_feature_extractor, read_fid_reference
+from dat.io import provenance, write_json
 from dat.metrics import fid_from_features
-from dat.sample import add_starts_argument, generate, load_starts, starts_name
+from dat.sampling import generate
 
 log = logging.getLogger("dat.grid_search")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dat.grid_search", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, required=True, help="run JSON (results/{run}/run.json)")
-    p.add_argument("--model", type=Path, required=True, help="trained model.pt")
+def parse_args(argv=None):
+    p = command_parser("dat.grid_search", __doc__)
+    add_run_arguments(p, data=None, out="grid.json")
     p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz of the training set (mu, sigma)")
-    p.add_argument("--out", type=Path, required=True, help="grid.json to write")
     add_starts_argument(p)
-    p.add_argument("--threads", type=int, default=None)
-    add_device_argument(p)
+    add_machine_arguments(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    set_threads(args.threads)
-    run = read_json(args.config)
+    device = start(args)
+    run, model, ckpt = load_run_model(args, device)
     ds, s, ev = run["dataset"], run["sampling"], run["evaluate"]
     grid = sorted(int(t) for t in s["steps_grid"])
     step_size = float(ds["sampling_step_size"])
-    device = resolve_device(args.device)
-    model, ckpt = load_model(args.model, ev["weights"], device)
     extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
-    with np.load(args.ref) as ref:
-        mu_ref, sigma_ref, n_ref = ref["mu"], ref["sigma"], len(ref["labels"])
+    mu_ref, sigma_ref, n_ref = read_fid_reference(args.ref)
     t0 = time.time()
     out = generate(
         model, n=s["n_grid"], num_classes=ds["num_classes"], image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
@@ -63,7 +58,7 @@ def main(argv=None) -> int:
     )
     t_chain = time.time() - t0
     fids = []
-    for t in grid:
+    for t in grid:  # one log line per T
         feats = extractor(out["snapshots"][t])["features"]
         fids.append(float(fid_from_features(feats, mu_ref, sigma_ref)))
         log.info("T=%d: FID %.2f on %d samples", t, fids[-1], s["n_grid"])

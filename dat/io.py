@@ -14,13 +14,16 @@ import os
 import random
 import subprocess
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
 
 FORMAT_VERSION = 1
+PROGRESS_SECONDS = 30.0  # at most one progress line per loop this often (a rule's log is a file, not a terminal)
+_T = TypeVar("_T")
 
 
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
@@ -136,6 +139,28 @@ def seed_everything(seed: int) -> torch.Generator:
 def setup_logging(level: int = logging.INFO) -> None:
     """Log to stderr with timestamps; rules redirect stderr to their ``log:`` file."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+def progress(items: Iterable[_T], desc: str, total: int | None = None, every_s: float = PROGRESS_SECONDS) -> Iterator[_T]:
+    """Yield ``items`` unchanged, logging ``desc: i/total (p%), elapsed, eta`` at INFO on the ``dat.progress`` logger
+    each time ``every_s`` seconds have passed since the last line, and once more after the last item when it has
+    logged before, so that a long loop shows in its rule's log file (tqdm switches itself off when stderr is not a
+    terminal) and a short one stays silent. ``total`` defaults to ``len(items)``; the loop's work and results are
+    untouched.
+    """
+    log = logging.getLogger("dat.progress")
+    total = len(items) if total is None else total
+    t0 = last = time.monotonic()
+    done, logged = 0, False
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= every_s or (logged and done == total):
+            last, elapsed, logged = now, now - t0, True
+            eta = elapsed / done * (total - done)
+            log.info("%s: %d/%d (%.0f%%), %.0f s elapsed, about %.0f s left", desc, done, total,
+                     100.0 * done / max(total, 1), elapsed, eta)
 
 
 def set_threads(threads: int | None) -> None:

@@ -9,11 +9,13 @@ means more likely.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dat.io import progress
 
 
 class Normalize(nn.Module):
@@ -50,8 +52,8 @@ class _BasicBlock(nn.Module):
 class SmallResNet(nn.Module):
     """A narrow ResNet for the CPU smoke scale: stem conv, one stage per width (stride 2 after the first), GAP, linear.
 
-    With ``widths=(32, 64, 128)`` and one block per stage it has about 0.3M parameters (the model measured in
-    ``shared/design/smoke-calibration.md``); ``first_stride=2`` makes every stage downsample (28 -> 14 -> 7 -> 4),
+    With ``widths=(32, 64, 128)`` and one block per stage it has about 0.3M parameters (the model of the
+    smoke-scale calibration, 0.31M at K=10); ``first_stride=2`` makes every stage downsample (28 -> 14 -> 7 -> 4),
     which is about 2x cheaper on a CPU.
     """
 
@@ -268,6 +270,32 @@ def set_train_mode(model: nn.Module, *, freeze_batchnorm: bool) -> None:
 def device_of(model: nn.Module) -> torch.device:
     """The device of the model's parameters (where its inputs must go)."""
     return next(model.parameters()).device
+
+
+def predict_logits(model: Callable[[torch.Tensor], torch.Tensor], x: Any, batch_size: int,
+                   device: str | torch.device | None = None,
+                   convert: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
+    """Logits of ``x`` in batches of ``batch_size`` without gradients, as (N, K) float32 on the CPU.
+
+    Args:
+        model: maps (B, C, H, W) images in [0, 1] to logits (B, K); the caller sets its mode (eval).
+        x: (N, C, H, W) float32 images in [0, 1] on any device; or, with ``convert``, any sliceable of N images
+            (a uint8 (N, H, W, C) array, :class:`dat.data.ImageFiles`) that ``convert`` turns into such a tensor one
+            batch at a time (:func:`dat.data.to_tensor`), so a large test set is never held as floats.
+        batch_size: images per forward pass (each batch's logits depend on that batch alone in eval mode).
+        device: where the batches go; default the device of the model's parameters.
+        convert: see ``x``; None when ``x`` already holds float tensors.
+
+    Raises:
+        RuntimeError: from torch when ``x`` is empty.
+    """
+    device = device_of(model) if device is None else device
+    out = []
+    with torch.no_grad():
+        for i in progress(range(0, len(x), batch_size), "predict"):
+            batch = x[i:i + batch_size] if convert is None else convert(x[i:i + batch_size])
+            out.append(model(batch.to(device)).cpu())
+    return torch.cat(out)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -15,7 +15,6 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dat.data import ImageFiles, load_ood, load_split, save_images, take
-from dat.fid_ref import balanced_subset
-from dat.io import provenance, read_json, setup_logging, write_json
+from dat.cli import command_parser, start
+from dat.data import ImageFiles, balanced_subset, load_ood, load_split, save_images, take
+from dat.io import provenance, read_json, write_json
 
 log = logging.getLogger("dat.prepare")
 
@@ -46,8 +45,8 @@ def check_split(x, y: np.ndarray, ds: dict, where: str) -> None:
         raise ValueError(f"{where}: labels outside [0, {ds['num_classes']}) or count mismatch ({len(y)} vs {len(x)})")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dat.prepare", description=__doc__.split("\n\n")[0])
+def parse_args(argv=None):
+    p = command_parser("dat.prepare", __doc__)
     sub = p.add_subparsers(dest="mode", required=True)
     a = sub.add_parser("splits", help="train.npz and test.npz")
     a.add_argument("--config", type=Path, required=True, help="dataset.json")
@@ -71,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
+    start(args, threads=False, device=False)
     t0 = time.time()
     if args.mode == "download":
         counts = {split: int(len(load_split(args.source, args.root, split, download=True)[1])) for split in ("train", "test")}

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 
 from dat.attacks import l2_normalize
+from dat.data import to_tensor, to_uint8
+from dat.io import progress
 from dat.models import energy
 
 
@@ -65,6 +68,89 @@ def balanced_labels(n: int, num_classes: int, device: str | torch.device = "cpu"
 def uniform_noise(n: int, shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
     """(n, C, H, W) float32 uniform in [0, 1) from ``generator`` (the default chain start)."""
     return torch.rand((n, *shape), generator=generator)
+
+
+def start_indices(n: int, pool: int, generator: torch.Generator) -> np.ndarray:
+    """``n`` indices into a pool of ``pool`` start images: one random permutation after another (no image is
+    reused before every image has been used), int64 (n,).
+
+    Raises:
+        ValueError: the pool is empty.
+    """
+    if pool < 1:
+        raise ValueError("the pool of start images is empty")
+    perms = [torch.randperm(pool, generator=generator) for _ in range(-(-n // pool))]
+    return torch.cat(perms)[:n].numpy()
+
+
+def generate(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    n: int,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    step_size: float,
+    steps: int,
+    seed: int,
+    record: list[int] | None = None,
+    conditional: bool = True,
+    batch_size: int = 250,
+    device: str | torch.device = "cpu",
+    starts=None,
+) -> dict:
+    """Class-balanced test-time samples: :func:`normalized_gradient_ascent` from uniform noise (or images of
+    ``starts``), batch by batch.
+
+    Args:
+        model: classifier in eval mode, inputs (N, C, H, W) in [0, 1].
+        n: number of samples; labels are ``arange(n) % num_classes``.
+        image_shape: (C, H, W).
+        step_size: L2 step in pixel units; steps: T.
+        seed: seeds the noise starts (use different seeds for grid-search and final samples).
+        record: step counts whose iterates are also returned (the grid of T: one chain serves all).
+        conditional: ascend f(x)[y] (True) or logsumexp f(x) (False).
+        batch_size: chains run at once.
+        device: where the chains run (the model's device); the noise is drawn on the CPU from ``seed``, so the
+            samples do not depend on the device beyond floating-point rounding.
+        starts: None (uniform noise) or a pool of start images, uint8 (M, H, W, C) array or
+            :class:`dat.data.ImageFiles`; ``seed`` permutes it (drawn without replacement while n <= M).
+
+    Raises:
+        ValueError: ``starts`` images of another shape than ``image_shape`` (both named).
+
+    Returns:
+        dict with ``x`` uint8 (n, H, W, C) at T = steps, ``y`` int64 (n,), ``x_init`` uint8 (n, H, W, C),
+        and ``snapshots`` {t: uint8 (n, H, W, C)} for t in ``record``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    y_all = balanced_labels(n, num_classes)
+    record = sorted(set(record or []))
+    order = None
+    if starts is not None:
+        c, h, w = image_shape
+        if tuple(starts.shape[1:]) != (h, w, c):
+            raise ValueError(f"start images are {tuple(starts.shape[1:])} (H, W, C); the model samples {(h, w, c)}")
+        order = start_indices(n, len(starts), generator)
+    outs, inits, snaps = [], [], {t: [] for t in record}
+    for start in progress(range(0, n, batch_size), f"sampling T={steps}"):
+        y = y_all[start:start + batch_size]
+        if order is None:
+            x0 = uniform_noise(len(y), image_shape, generator)
+        else:
+            x0 = to_tensor(starts[order[start:start + len(y)]])
+        x_T, snapshots = normalized_gradient_ascent(
+            model, x0.to(device), y.to(device) if conditional else None, step_size=step_size, steps=steps, record=record
+        )
+        outs.append(to_uint8(x_T))
+        inits.append(to_uint8(x0))
+        for t in record:
+            snaps[t].append(to_uint8(snapshots[t]))
+    return {
+        "x": np.concatenate(outs),
+        "y": y_all.numpy(),
+        "x_init": np.concatenate(inits),
+        "snapshots": {t: np.concatenate(v) for t, v in snaps.items()},
+    }
 
 
 # -- JEM / EB-JDAT: stochastic gradient Langevin dynamics over a replay buffer --------------------------------------

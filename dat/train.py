@@ -44,6 +44,7 @@ from torch import nn
 from dat import data as data_lib
 from dat.attacks import ebjdat_attack, pgd_attack, pgd_maximize
 from dat.checkpoint import INIT_FORMATS, published_weights
+from dat.cli import add_machine_arguments, command_parser, start
 from dat.config import TrainConfig, training_view
 from dat.curriculum import StepCurriculum
 from dat.distributed import (
@@ -56,17 +57,7 @@ from dat.distributed import (
     shard_size,
     shutdown,
 )
-from dat.io import (
-    atomic_torch_save,
-    load_checkpoint,
-    add_device_argument,
-    provenance,
-    read_json,
-    seed_everything,
-    set_threads,
-    setup_logging,
-    sha256_file,
-)
+from dat.io import atomic_torch_save, load_checkpoint, provenance, read_json, seed_everything, sha256_file
 from dat.losses import dat_loss, ebjdat_loss, jem_loss, kl_uniform, ratio_loss
 from dat.metrics import auroc
 from dat.models import build_model, energy, set_train_mode
@@ -439,7 +430,7 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dat.train", description=__doc__.split("\n\n")[0])
+    p = command_parser("dat.train", __doc__)
     p.add_argument("--config", type=Path, required=True,
                    help="run config written by the workflow: results/{run}/train.json (or the full run.json; "
                         "training reads only its training view, dat.config.training_view)")
@@ -455,15 +446,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--snapshot-dir", type=Path, default=None,
                    help="folder of the Figure 4 weight snapshots step_<n>.pt (method block snapshots; default "
                         "<ckpt-dir>/../snapshots)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    add_device_argument(p)
+    add_machine_arguments(p)
     p.add_argument("--stop-after", type=int, default=None, help="stop (as if killed) after this many steps; for tests")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging()
+    start(args, device=False)  # logging and threads; the device depends on the process's rank under torchrun
     env, device = init_distributed(args.device)
     try:
         return _train(args, env, device)
@@ -473,7 +463,6 @@ def main(argv=None) -> int:
 
 def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
     """The training loop of one process (of ``env.world_size``); only rank 0 writes files."""
-    set_threads(args.threads)
     run = read_json(args.config)
     trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood, device, env, args.init_format)
     cfg = trainer.cfg

@@ -98,3 +98,90 @@ def test_target_logit_attack_raises_target_logit(linear_model, images):
     assert (linear_model(x_cf)[:, 1] >= linear_model(x)[:, 1] - 1e-6).all()
     with torch.no_grad():
         assert not math.isclose(float(linear_model(x_cf)[:, 1].mean()), float(linear_model(x)[:, 1].mean()))
+
+
+def test_pgd_step_size_scales_with_the_radius():
+    """factor * eps / steps, the same float as the formulas it replaced (eps * factor / steps and
+    factor * eps / steps), so no evaluation number moves."""
+    from dat.attacks import pgd_step_size
+
+    for eps, steps, factor in ((1.5, 20, 2.5), (0.5, 20, 2.5), (3.0, 20, 2.0), (7.0, 20, 2.0), (1 / 3, 7, 2.5)):
+        assert pgd_step_size(eps, steps, factor) == eps * factor / steps == factor * eps / steps
+    assert pgd_step_size(7.0, 20, 2.0) == pytest.approx(0.7)  # RestrictedImageNet's eps_o
+
+
+def test_pgd_robust_matches_the_attack_and_prefixes(tiny_model, images):
+    """Batch by batch, the outcome of each example is that of pgd_attack on it, and a prefix of the examples gives
+    the prefix of the result (eval_robust serves PGD and AutoAttack rows from one pass)."""
+    from dat.attacks import pgd_robust
+
+    x, y = images
+    kw = dict(eps=0.5, step_size=0.125, steps=5, norm="L2")
+    correct, pert = pgd_robust(tiny_model, x, y, batch_size=3, **kw)
+    x_adv = pgd_attack(tiny_model, x, y, **kw)
+    assert torch.equal(correct, tiny_model(x_adv).argmax(1) == y)
+    assert torch.allclose(pert, (x_adv - x).flatten(1).norm(dim=1), atol=1e-6) and (pert <= 0.5 + 1e-6).all()
+    head, _ = pgd_robust(tiny_model, x[:5], y[:5], batch_size=3, **kw)
+    assert torch.equal(head, correct[:5])
+
+
+def test_autoattack_with_nine_classes_targets_the_eight_others(images, monkeypatch):
+    """pyautoattack's standard version targets 9 classes in APGD-T and FAB-T (the 10th-largest logit), which fails
+    for RestrictedImageNet's 9 classes; a real run on a 9-class model uses 8 and says so. Every attack of the
+    version runs over every target, with fewer iterations than the standard 100 (and 5000 Square queries) to keep
+    the test short; the iteration counts do not touch the target indexing."""
+    import pyautoattack
+    from conftest import TinyConv
+
+    from dat.eval_robust import autoattack_accuracy
+
+    standard = pyautoattack.AutoAttack._set_version
+
+    def short(self, version="standard"):
+        standard(self, version)
+        self.apgd.n_iter = self.apgd_targeted.n_iter = self.fab.n_iter = 3
+        self.square.n_queries = 10
+
+    monkeypatch.setattr(pyautoattack.AutoAttack, "_set_version", short)
+
+    torch.manual_seed(0)
+    model = TinyConv(num_classes=9).eval()
+    x = images[0][:4]
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every example starts correct, so every attack of the version runs
+    out = autoattack_accuracy(model, x, y, eps=1e-3, norm="L2", version="standard", batch_size=4, seed=0)
+    assert out["n_target_classes"] == {"apgd-t": 8, "fab-t": 8}
+    assert out["acc_clean"] == 1.0 and 0.0 <= out["acc_robust"] <= 1.0
+    assert out["max_perturbation"] <= 1e-3 + 1e-6
+    assert any("apgd-t" in line for line in out["log"]) and any("fab-t" in line for line in out["log"])
+
+
+def test_autoattack_keeps_its_target_counts_with_ten_or_more_classes():
+    from pyautoattack import AutoAttack
+
+    from dat.eval_robust import autoattack_target_classes
+
+    for k, want in ((10, 9), (100, 9), (4, 3)):
+        adversary = AutoAttack(torch.nn.Linear(2, k), norm="L2", eps=0.5, version="standard", device="cpu", seed=0)
+        assert autoattack_target_classes(adversary, k) == {"apgd-t": want, "fab-t": want}
+    rand = AutoAttack(torch.nn.Linear(2, 9), norm="L2", eps=0.5, version="rand", device="cpu", seed=0)
+    assert autoattack_target_classes(rand, 9) == {}  # the rand version runs no targeted attack
+
+
+@pytest.mark.parametrize("score", ["energy", "max_softmax"])
+def test_adversarial_ood_attack_reaches_the_ball_boundary_at_eps_o_7(score):
+    """RestrictedImageNet's eps_o 7.0: with the step scaled from the radius (factor 2, 20 steps) the attack reaches
+    the boundary of the ball around each image of a linear model (whose score keeps rising outward); the fixed
+    step of 0.1 it had before moved at most 20 * 0.1 = 2.0."""
+    from dat.attacks import pgd_step_size
+    from dat.eval_ood import adversarial_images
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 9)).eval()
+    x = torch.full((4, 3, 32, 32), 0.5)  # the box [0, 1] is 0.5 * sqrt(3072) = 27.7 away: it never binds
+    kw = dict(steps=20, batch_size=3)
+    x_adv = adversarial_images(model, x, score, eps=7.0, step_size=pgd_step_size(7.0, 20, 2.0), **kw)
+    dist = (x_adv - x).flatten(1).norm(dim=1)
+    assert torch.allclose(dist, torch.full_like(dist, 7.0), atol=1e-3), dist
+    old = adversarial_images(model, x, score, eps=7.0, step_size=0.1, **kw)
+    assert ((old - x).flatten(1).norm(dim=1) <= 2.0 + 1e-4).all()

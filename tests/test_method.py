@@ -139,7 +139,7 @@ def test_curriculum_grows_when_window_passes():
 def test_generate_starts_from_a_pool_of_images(tiny_model):
     """sampling.init train: chains start from the run's auxiliary OOD images, each used once before any repeats,
     and the seed picks which; the uint8 starts are returned unchanged as x_init."""
-    from dat.sample import generate
+    from dat.sampling import generate
 
     pool = np.random.default_rng(0).integers(0, 256, (6, 6, 6, 1), dtype=np.uint8)
     kw = dict(n=8, num_classes=4, image_shape=(1, 6, 6), step_size=0.2, steps=2, batch_size=3)
