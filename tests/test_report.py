@@ -1,4 +1,5 @@
-"""dat.report: Table 1 and the other tables (numbers, LaTeX, CSV twins), the long metrics table and the figures.
+"""dat.report (with dat.tables, dat.figures, dat.report_spec): Table 1 and the other tables (numbers, LaTeX, CSV
+twins), the long metrics table and the figures.
 
 Two synthetic run folders follow docs/formats.md field by field; the numbers are made up, and every assertion
 checks that a number written into a run file comes out where it should, formatted as the paper prints it.
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dat import report
+from dat import figures, report, report_spec, tables
 
 PROV = {"git_sha": "0" * 40, "torch_version": "2.14.1", "format_version": 1}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -101,11 +102,18 @@ def runs(tmp_path):
     return at, dat
 
 
+def _spec(path, spec):
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
 def _table1(runs, tmp_path):
+    """Table 1 from a spec file, as the workflow's rule make_table builds it."""
     at, dat = runs
     tex, out_csv = tmp_path / "tables" / "table1.tex", tmp_path / "tables" / "table1.csv"
-    assert report.main(["table1", "--rows", f"Standard AT={at}", f"DAT={dat}", "--dataset-label", "Fashion-MNIST",
-                        "--out-tex", str(tex), "--out-csv", str(out_csv)]) == 0
+    spec = _spec(tmp_path / "table1.spec.json", {"kind": "main", "dataset_label": "Fashion-MNIST", "rows": [
+        {"label": "Standard AT", "run_dir": str(at)}, {"label": "DAT", "run_dir": str(dat)}]})
+    assert report.main(["table", "--spec", spec, "--out-tex", str(tex), "--out-csv", str(out_csv)]) == 0
     return tex.read_text(), out_csv
 
 
@@ -131,6 +139,22 @@ def test_table1_latex_numbers_and_caption(runs, tmp_path):
     assert "standard, pyautoattack 0.2.0" in tex
 
 
+def test_table1_by_hand_equals_the_spec_table(runs, tmp_path):
+    """`table --kind main --runs` (by hand) writes what the workflow's spec file writes; without a dataset label
+    the caption names the dataset of fid.json, without labels the rows are named by their runs."""
+    tex, out_csv = _table1(runs, tmp_path)
+    at, dat = runs
+    hand = tmp_path / "hand"
+    assert report.main(["table", "--kind", "main", "--runs", str(at), str(dat), "--labels", "Standard AT", "DAT",
+                        "--dataset-label", "Fashion-MNIST", "--out-tex", str(hand / "t.tex"),
+                        "--out-csv", str(hand / "t.csv")]) == 0
+    assert (hand / "t.tex").read_text() == tex and (hand / "t.csv").read_bytes() == out_csv.read_bytes()
+    assert report.main(["table", "--kind", "main", "--runs", str(at), "--out-tex", str(hand / "u.tex"),
+                        "--out-csv", str(hand / "u.csv")]) == 0
+    assert r"\caption{fmnist: " in (hand / "u.tex").read_text()
+    assert r"fmnist\_at & 81.23" in (hand / "u.tex").read_text()
+
+
 def test_table1_csv_round_trips_the_numbers(runs, tmp_path):
     _, out_csv = _table1(runs, tmp_path)
     df = pd.read_csv(out_csv)
@@ -151,7 +175,7 @@ def test_missing_robust_json_raises_naming_the_file(runs, tmp_path):
     at, _ = runs
     (at / "metrics" / "robust.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"fmnist_at/metrics/robust\.json"):
-        report.table1_frame([("Standard AT", at)])
+        tables.table1_frame([("Standard AT", at)])
     with pytest.raises(FileNotFoundError, match="robust.json"):
         _table1(runs, tmp_path)
 
@@ -202,8 +226,8 @@ def test_tables_skip_absent_inputs(runs, tmp_path, caplog):
         (d / "metrics" / "ood.json").unlink()
     (at / "metrics" / "calibration.json").unlink()
     out = tmp_path / "tables"
-    with caplog.at_level(logging.INFO, logger="dat.report"):
-        written = report.write_tables([at, dat], ["Standard AT", "DAT"], out)
+    with caplog.at_level(logging.INFO, logger="dat"):
+        written = tables.write_tables([at, dat], ["Standard AT", "DAT"], out)
     assert not (out / "ood.tex").exists() and not (out / "ood.csv").exists()
     assert "skipped ood table" in caplog.text
     assert (out / "calibration.tex").is_file() and out / "sampling.tex" in written
@@ -256,18 +280,46 @@ def test_figures_are_valid_pngs_and_pdfs(runs, tmp_path):
     assert sorted(p.name for p in only.iterdir()) == ["figure3_reliability.pdf", "figure3_reliability.png"]
 
 
+def test_figures_spec_writes_the_files_report_spec_names(runs, tmp_path):
+    """The workflow declares each figure group's outputs with report_spec.figure_stems: drawing a figures spec
+    writes exactly those files."""
+    at, dat = runs
+    for d, run in ((at, "fmnist_at"), (dat, "fmnist_dat")):
+        np.savez(d / "samples_uncond.npz", x=np.full((120, 8, 8, 1), 200, np.uint8), y=(np.arange(120) % K))
+        _json(d / "metrics" / "snapshots.json", {**_meta(run), "norm": "L2", "eps": 1.5, "pgd_steps": 20, "n_pgd": 500,
+                                                 "n_samples": 200, "steps": 60, "points": [
+            {"step": s, "images": 128 * s, "acc_clean": 0.8, "acc_pgd": 0.5, "fid": 200.0 - s} for s in (0, 20)]})
+        np.savez(d / "counterfactual_examples.npz", x=np.zeros((2, 8, 8, 1), np.uint8),
+                 x_cf=np.full((3, 2, 8, 8, 1), 128, np.uint8), y=np.arange(2), target=np.arange(2) + 1,
+                 radii=[0.5, 1, 2])
+    both = [(at, "Standard AT"), (dat, "DAT")]
+    groups = {group: both for group in report_spec.FIGURE_GROUPS}
+    groups["curves"] = groups["bce_curves"] = [(dat, "DAT")]  # the workflow passes the stage-2 runs only
+    assert set(figures.DRAW) == set(report_spec.FIGURE_GROUPS)
+    spec = _spec(tmp_path / "figures.spec.json", {"groups": {
+        group: [{"label": label, "run_dir": str(d)} for d, label in rows] for group, rows in groups.items()}})
+    out = tmp_path / "figures"
+    assert report.main(["figures", "--spec", spec, "--out-dir", str(out)]) == 0
+    declared = {f"{stem}.{ext}" for group, rows in groups.items()
+                for stem in report_spec.figure_stems(group, [d.name for d, _ in rows])
+                for ext in report_spec.FIGURE_EXTENSIONS}
+    assert sorted(p.name for p in out.iterdir()) == sorted(declared)
+    assert "samples_fmnist_at.png" in declared and "figure4_stage2.pdf" in declared
+
+
 def test_figure2_draws_snapshots_of_every_stage2_run(runs, tmp_path, caplog):
     at, dat = runs
     _json(dat / "metrics" / "snapshots.json", {**_meta("fmnist_dat"), "norm": "L2", "eps": 1.5, "pgd_steps": 20,
                                                "n_pgd": 500, "n_samples": 200, "steps": 60, "points": [
         {"step": s, "images": 128 * s, "acc_clean": 0.8, "acc_pgd": 0.5, "fid": 200.0 - s} for s in (0, 20)]})
-    with caplog.at_level(logging.WARNING, logger="dat.report"):
-        written = report.write_figures([at, dat], ["Standard AT", "DAT"], tmp_path / "a", only=["bce_curves"])
+    rows = {"bce_curves": [(at, "Standard AT"), (dat, "DAT")]}
+    with caplog.at_level(logging.WARNING, logger="dat"):
+        written = figures.write_figure_groups(rows, tmp_path / "a")
     assert [p.name for p in written] == ["figure2_bce_augment.png", "figure2_bce_augment.pdf"]
     assert "Figure 2 without" not in caplog.text  # stage 1 (at) has no stage-2 rows and needs no snapshots
     (dat / "metrics" / "snapshots.json").unlink()
-    with caplog.at_level(logging.WARNING, logger="dat.report"):
-        written = report.write_figures([at, dat], ["Standard AT", "DAT"], tmp_path / "b", only=["bce_curves"])
+    with caplog.at_level(logging.WARNING, logger="dat"):
+        written = figures.write_figure_groups(rows, tmp_path / "b")
     assert "Figure 2 without robust accuracy and FID: 0 of 1 stage-2 runs" in caplog.text and len(written) == 2
 
 
@@ -277,8 +329,8 @@ def test_figures_skip_missing_inputs(runs, tmp_path, caplog):
     for d in runs:
         (d / "metrics" / "counterfactual.json").unlink()
     out = tmp_path / "figures"
-    with caplog.at_level(logging.INFO, logger="dat.report"):
-        report.write_figures([at, dat], ["Standard AT", "DAT"], out)
+    with caplog.at_level(logging.INFO, logger="dat"):
+        figures.write_figure_groups({group: [(at, "Standard AT"), (dat, "DAT")] for group in figures.FIGURES}, out)
     assert not (out / "samples_fmnist_at.png").exists() and not (out / "figure1_counterfactual.png").exists()
     assert (out / "samples_fmnist_dat.png").is_file() and (out / "figure3_reliability.png").is_file()
     assert "fmnist_at/samples.npz absent" in caplog.text and "skipped Figure 1" in caplog.text
@@ -286,29 +338,34 @@ def test_figures_skip_missing_inputs(runs, tmp_path, caplog):
 
 def test_sample_grid_is_one_row_per_class():
     y = np.arange(120) % K
-    classes, rows = report.select_grid(y)
+    classes, rows = figures.select_grid(y)
     assert classes == list(range(K)) and sorted(sum(rows, [])) == list(range(100))  # exactly the first 100 samples
     assert all(len(r) == 10 and all(y[i] == c for i in r) for c, r in zip(classes, rows))
     x = np.random.default_rng(0).integers(0, 256, (120, 4, 5, 1), dtype=np.uint8)
-    mosaic = report.image_mosaic(x, rows, pad=2)
+    mosaic = figures.image_mosaic(x, rows, pad=2)
     assert mosaic.shape == (10 * 6 + 2, 10 * 7 + 2, 1)
     assert np.array_equal(mosaic[2 + 6:2 + 6 + 4, 2 + 7:2 + 7 + 5], x[rows[1][1]])  # row of class 1, second sample
 
 
 def test_latex_escape_and_number_format():
-    assert report.latex_escape("a_b & 50% #1 $x$") == r"a\_b \& 50\% \#1 \$x\$"
-    assert report.fmt_num(0.8123, scale=100) == "81.23" and report.fmt_num(123.456) == "123.46"
-    assert report.fmt_num(None) == "--" and report.fmt_num(float("nan")) == "--"
+    assert tables.latex_escape("a_b & 50% #1 $x$") == r"a\_b \& 50\% \#1 \$x\$"
+    assert tables.fmt_num(0.8123, scale=100) == "81.23" and tables.fmt_num(123.456) == "123.46"
+    assert tables.fmt_num(None) == "--" and tables.fmt_num(float("nan")) == "--"
 
 
 def test_cli_help(capsys):
-    for argv in (["--help"], ["table1", "--help"], ["tables", "--help"], ["metrics", "--help"], ["figures", "--help"]):
+    for argv in (["--help"], ["table", "--help"], ["tables", "--help"], ["metrics", "--help"], ["figures", "--help"]):
         with pytest.raises(SystemExit) as exit_info:
             report.main(argv)
         assert exit_info.value.code == 0
     assert "--out-dir" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        report.main(["tables", "--runs", "a", "b", "--labels", "only one", "--out-dir", "x"])
+    for argv in (["tables", "--runs", "a", "b", "--labels", "only one", "--out-dir", "x"],
+                 ["table", "--runs", "a", "--out-tex", "t.tex", "--out-csv", "t.csv"],  # --runs without --kind
+                 ["table", "--spec", "s.json", "--kind", "ood", "--out-tex", "t.tex", "--out-csv", "t.csv"],
+                 ["figures", "--out-dir", "x"]):  # neither --spec nor --runs
+        with pytest.raises(SystemExit) as exit_info:
+            report.main(argv)
+        assert exit_info.value.code == 2, argv
 
 
 def _mark_diverged(run_dir, at_step, kept_step):
@@ -345,8 +402,8 @@ def test_table7_lists_ours_beside_reported(runs, tmp_path):
             {"label": "JEM", "source": "Grathwohl et al. (2020)", "dataset": "Fashion-MNIST", "acc": 92.9, "fid": 38.4,
              "is": 8.76}]}
     tex, out_csv = tmp_path / "t7.tex", tmp_path / "t7.csv"
-    assert report.main(["reproductions", "--spec", json.dumps(spec), "--out-tex", str(tex), "--out-csv",
-                        str(out_csv)]) == 0
+    spec = _spec(tmp_path / "t7.spec.json", {"kind": "reproductions", **spec})
+    assert report.main(["table", "--spec", spec, "--out-tex", str(tex), "--out-csv", str(out_csv)]) == 0
     text = tex.read_text()
     assert r"Fashion-MNIST & RATIO & ours & ResNet (0.3M) & 81.23 & 65.43 & L2 0.5 & 123.46 & -- \\" in text
     assert r"Fashion-MNIST & JEM$^\dagger$ & ours & ResNet (0.3M) & 79.51 & 60.49 & L2 0.5 & 45.68 & 8.05 \\" in text
@@ -378,6 +435,9 @@ def test_table9_conditional_vs_unconditional(runs, tmp_path):
     # a file holding the other mode is an error, not a silently wrong row
     _json(dat / "metrics" / "fid_uncond.json", {**_meta("fmnist_dat"), "fid": 61.0, "conditional": True})
     with pytest.raises(ValueError, match="fid_uncond.json: conditional is True"):
-        report.conditional_frame([dat], ["DAT"])
+        tables.conditional_frame([dat], ["DAT"])
     with pytest.raises(ValueError, match="no run has metrics/ood.json"):
-        report.write_kind_table("ood", [tmp_path / "nowhere"], ["X"], tmp_path / "a.tex", tmp_path / "a.csv")
+        tables.write_table({"kind": "ood", "rows": [{"label": "X", "run_dir": str(tmp_path / "nowhere")}]},
+                           tmp_path / "a.tex", tmp_path / "a.csv")
+    with pytest.raises(ValueError, match="'mystery' is not one of"):
+        tables.write_table({"kind": "mystery", "rows": []}, tmp_path / "a.tex", tmp_path / "a.csv")

@@ -359,65 +359,23 @@ def runtime_min(base):
     return _runtime
 
 
-def table_label(name):
-    table = config["tables"][name]
-    return table.get("dataset_label", table["dataset"])
-
-
-# the run files each table kind reads (dat.report never recomputes a metric)
-TABLE_INPUTS = {
-    "main": ["metrics/robust.json", "metrics/fid.json", "grid.json"],
-    "reproductions": ["metrics/robust.json", "metrics/fid.json", "grid.json"],
-    "sampling": ["grid.json"],
-    "conditional": ["metrics/fid.json", "metrics/fid_uncond.json"],
-    "ood": ["metrics/ood.json"],
-    "calibration": ["metrics/calibration.json"],
-    "counterfactual": ["metrics/counterfactual.json"],
-}
+# Report: each table and the figures are declared once, as spec files (dat.report_spec) that local rules write from
+# the config; dat.report_spec also says which run files each table kind and figure group reads and what it writes.
+from dat.report_spec import (
+    FIGURE_EXTENSIONS,
+    FIGURE_GROUPS,
+    METRICS_INPUTS,
+    TABLE_INPUTS,
+    figure_stems,
+)
 
 
 def table_kind(name):
     return config["tables"][name].get("kind", "main")
 
 
-def table_files(wildcards):
-    """Input function: the run files the table named by {table} reads, for each of its rows."""
-    return [
-        f"results/{run}/{relpath}"
-        for run in table_runs(wildcards.table)
-        for relpath in TABLE_INPUTS[table_kind(wildcards.table)]
-    ]
-
-
-def table_command(name):
-    """The dat.report command line (without outputs) that builds the table, by its kind."""
-    table = config["tables"][name]
-    kind = table_kind(name)
-    if kind not in ("main", "reproductions"):
-        runs = " ".join(f"results/{run}" for run in table["rows"].values())
-        labels = " ".join(shlex.quote(label) for label in table["rows"])
-        return (
-            f"python -m dat.report table --kind {kind} --runs {runs} --labels {labels}"
-        )
-    if kind == "main":
-        return (
-            f"python -m dat.report table1 --rows {table_rows(name)}"
-            f" --dataset-label {shlex.quote(table_label(name))}"
-        )
-    spec = {
-        "title": table.get("title"),
-        "rows": [
-            {
-                "label": label,
-                "run_dir": f"results/{run}",
-                "dataset": _label("datasets", config["runs"][run]["dataset"]),
-                "architecture": _label("models", config["runs"][run]["model"]),
-            }
-            for label, run in table["rows"].items()
-        ],
-        "reported": table.get("reported", []),
-    }
-    return f"python -m dat.report reproductions --spec {shlex.quote(json.dumps(spec))}"
+def table_runs(name):
+    return list(config["tables"][name]["rows"].values())
 
 
 def _label(block, key):
@@ -425,15 +383,49 @@ def _label(block, key):
     return config[block][key].get("label", key)
 
 
-def table_rows(name):
-    return " ".join(
-        shlex.quote(f"{label}=results/{run}")
-        for label, run in config["tables"][name]["rows"].items()
-    )
+def _spec_rows(rows):
+    """Spec rows (dat.report_spec) of a mapping row label -> run."""
+    return [
+        {"label": label, "run_dir": f"results/{run}"} for label, run in rows.items()
+    ]
 
 
-def table_runs(name):
-    return list(config["tables"][name]["rows"].values())
+def table_spec(name):
+    """What results/tables/{name}.spec.json holds (layout: dat.report_spec): the table's own declaration, and for
+    kind reproductions the printed dataset and model names of its rows, so that only a change to these rebuilds it.
+    """
+    table = config["tables"][name]
+    kind = table_kind(name)
+    spec = {"kind": kind, "rows": _spec_rows(table["rows"])}
+    if kind == "main":
+        spec["dataset_label"] = table.get("dataset_label", table["dataset"])
+    if kind == "reproductions":
+        spec["title"] = table.get("title")
+        spec["reported"] = table.get("reported", [])
+        for row, run in zip(spec["rows"], table["rows"].values()):
+            row["dataset"] = _label("datasets", config["runs"][run]["dataset"])
+            row["architecture"] = _label("models", config["runs"][run]["model"])
+    return spec
+
+
+def _run_files(run, relpaths):
+    """results/{run}/<relpath> for each relpath a rule makes for that run (metrics/snapshots.json only where its
+    method saves weight snapshots)."""
+    return [
+        f"results/{run}/{relpath}"
+        for relpath in relpaths
+        if relpath != "metrics/snapshots.json" or _method_block(run).get("snapshots")
+    ]
+
+
+def table_files(wildcards):
+    """Input function: the run files the table named by {table} reads, for each of its rows."""
+    kind = table_kind(wildcards.table)
+    return [
+        path
+        for run in table_runs(wildcards.table)
+        for path in _run_files(run, TABLE_INPUTS[kind])
+    ]
 
 
 def stage2_runs(runs):
@@ -452,104 +444,87 @@ def _kind_rows(kind):
     return rows
 
 
+def metrics_files():
+    """The run files of results/report/metrics.csv (the runs of table1): every metrics JSON the `all` target makes
+    for them, so that the table never depends on which evaluations happened to finish first.
+    """
+    conditional = _kind_rows("conditional").values()
+    return [
+        path
+        for run in table_runs("table1")
+        for path in _run_files(
+            run,
+            METRICS_INPUTS
+            + ("metrics/snapshots.json",)
+            + (("metrics/fid_uncond.json",) if run in conditional else ()),
+        )
+    ]
+
+
 def figure_groups():
-    """Figure group of dat.report -> (rows label -> run, output stems): sample/seed grids, stage-2 curves and
-    Figure 4 (runs with weight snapshots) of table1's runs, Figure 1 and the appendix A.3 grids / Figure 3 of the runs of the counterfactual / calibration
-    tables, Figure 8 of the runs of the conditional tables. A group without runs is left out.
+    """Figure group of dat.report_spec -> rows (label -> run) of the figures of `all`: sample/seed grids, stage-2
+    curves and Figure 4 (runs with weight snapshots) of table1's runs, Figure 1 and the appendix A.3 grids /
+    Figure 3 of the runs of the counterfactual / calibration tables, Figure 8 of the runs of the conditional tables.
+    A group without runs is left out.
     """
     main = config["tables"]["table1"]["rows"]
-    stage2 = {label: run for label, run in main.items() if run in stage2_runs([run])}
-    counterfactual, conditional = _kind_rows("counterfactual"), _kind_rows(
-        "conditional"
-    )
+    counterfactual = _kind_rows("counterfactual")
     groups = {
-        "samples": (
-            main,
-            [f"{kind}_{run}" for run in main.values() for kind in ("samples", "seeds")],
-        ),
-        "curves": (stage2, [f"train_curves_{run}" for run in stage2.values()]),
-        "snapshots": (
-            {
-                label: run
-                for label, run in main.items()
-                if _method_block(run).get("snapshots")
-            },
-            ["figure4_stage2"],
-        ),
-        "counterfactual": (counterfactual, ["figure1_counterfactual"]),
-        "counterfactual_grid": (
-            counterfactual,
-            [f"figureA3_counterfactuals_{run}" for run in counterfactual.values()],
-        ),
-        "reliability": (_kind_rows("calibration"), ["figure3_reliability"]),
-        "unconditional": (
-            conditional,
-            [f"figure8_unconditional_{run}" for run in conditional.values()],
-        ),
+        "samples": main,
+        "curves": {label: run for label, run in main.items() if stage2_runs([run])},
+        "snapshots": {
+            label: run
+            for label, run in main.items()
+            if _method_block(run).get("snapshots")
+        },
+        "counterfactual": counterfactual,
+        "counterfactual_grid": counterfactual,
+        "reliability": _kind_rows("calibration"),
+        "unconditional": _kind_rows("conditional"),
     }
-    return {group: v for group, v in groups.items() if v[0]}
+    return {group: rows for group, rows in groups.items() if rows}
 
 
-FIGURE_INPUTS = {
-    "samples": ["samples.npz"],
-    "curves": ["model.pt"],
-    "snapshots": ["metrics/snapshots.json"],
-    "counterfactual": ["metrics/counterfactual.json"],
-    "counterfactual_grid": ["counterfactual_examples.npz"],
-    "reliability": ["metrics/calibration.json"],
-    "unconditional": ["samples_uncond.npz"],
-}
+def bce_figure_group():
+    """Figure 2 (stage-2 curves per BCE-branch augmentation) from the stage-2 runs of ablation_bce_augment, if
+    declared: part of the `ablations` target."""
+    rows = config["tables"].get("ablation_bce_augment", {}).get("rows", {})
+    rows = {label: run for label, run in rows.items() if stage2_runs([run])}
+    return {"bce_curves": rows} if rows else {}
 
 
-def figure_inputs():
+# results/figures/{figures}.spec.json -> its figure groups: the figures of `all` and Figure 2 of `ablations`
+FIGURE_SPECS = {"main": figure_groups, "ablations": bce_figure_group}
+
+
+def figures_spec(name):
+    """What results/figures/{name}.spec.json holds (layout: dat.report_spec): figure group -> rows."""
+    return {
+        "groups": {
+            group: _spec_rows(rows) for group, rows in FIGURE_SPECS[name]().items()
+        }
+    }
+
+
+def figure_inputs(groups):
+    """The run files the figure groups read."""
     return sorted(
         {
-            f"results/{run}/{relpath}"
-            for group, (rows, _) in figure_groups().items()
+            path
+            for group, rows in groups.items()
             for run in rows.values()
-            for relpath in FIGURE_INPUTS[group]
+            for path in _run_files(run, FIGURE_GROUPS[group].inputs)
         }
     )
 
 
-def figure_paths():
+def figure_paths(groups):
+    """The PNG and PDF files the figure groups write."""
     return [
         f"results/figures/{stem}.{ext}"
-        for _, stems in figure_groups().values()
-        for stem in stems
-        for ext in ("png", "pdf")
-    ]
-
-
-def figure_commands(groups=None, out_dir="results/figures"):
-    """One `dat.report figures --only <group>` per figure group, joined with &&."""
-    groups = groups or figure_groups()
-    return " && ".join(
-        f"python -m dat.report figures --only {group} --runs "
-        + " ".join(f"results/{run}" for run in rows.values())
-        + " --labels "
-        + " ".join(shlex.quote(label) for label in rows)
-        + f" --out-dir {out_dir}"
-        for group, (rows, _) in groups.items()
-    )
-
-
-def bce_figure_group():
-    """Figure 2 (stage-2 curves per BCE-branch augmentation) from the runs of ablation_bce_augment, if declared."""
-    rows = config["tables"].get("ablation_bce_augment", {}).get("rows", {})
-    rows = {label: run for label, run in rows.items() if run in stage2_runs([run])}
-    return {"bce_curves": (rows, ["figure2_bce_augment"])} if rows else {}
-
-
-def bce_figure_inputs():
-    """Figure 2 reads each run's training log (beside model.pt) and, where its method saves weight snapshots, their
-    robust accuracy and FID (metrics/snapshots.json: the paper's two panels)."""
-    rows = bce_figure_group().get("bce_curves", ({},))[0]
-    return [
-        f"results/{run}/{relpath}"
-        for run in rows.values()
-        for relpath in FIGURE_INPUTS["curves"]
-        + (FIGURE_INPUTS["snapshots"] if _method_block(run).get("snapshots") else [])
+        for group, rows in groups.items()
+        for stem in figure_stems(group, list(rows.values()))
+        for ext in FIGURE_EXTENSIONS
     ]
 
 
@@ -565,11 +540,7 @@ def ablation_outputs():
             for name in config["tables"]
             if is_ablation(name)
         ),
-        *(
-            f"results/figures/figure2_bce_augment.{ext}"
-            for ext in ("png", "pdf")
-            if bce_figure_group()
-        ),
+        *figure_paths(bce_figure_group()),
     ]
 
 
@@ -582,5 +553,5 @@ def all_outputs():
             if not is_ablation(name)
         ),
         "results/report/metrics.csv",
-        *figure_paths(),
+        *figure_paths(figure_groups()),
     ]

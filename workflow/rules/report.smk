@@ -1,19 +1,49 @@
-# Report: LaTeX tables with CSV twins, the long metrics table and the figures.
+# Report: LaTeX tables with CSV twins, the long metrics table and the figures. Each table and each set of figures is
+# declared once, in a spec file written from the config by a local rule (its params rewrite it, and so rebuild its
+# outputs, only when that declaration changes); dat.report reads it (layout and run files: dat.report_spec).
 
 
 localrules:
+    write_table_spec,
+    write_figures_spec,
     make_table,
     make_metrics_csv,
     make_figures,
     make_figure2,
 
 
-METRICS = ["fid", "robust", "ood", "calibration", "counterfactual"]
+rule write_table_spec:
+    output:
+        spec="results/tables/{table}.spec.json",
+    log:
+        "logs/write_table_spec/{table}.log",
+    params:
+        spec=lambda wildcards: json.dumps(table_spec(wildcards.table), sort_keys=True),
+    run:
+        write_json(json.loads(params.spec), output.spec)
+        Path(log[0]).write_text(f"wrote {output.spec}\n")
+
+
+rule write_figures_spec:
+    output:
+        spec="results/figures/{figures}.spec.json",
+    log:
+        "logs/write_figures_spec/{figures}.log",
+    wildcard_constraints:
+        figures="|".join(FIGURE_SPECS),
+    params:
+        spec=lambda wildcards: json.dumps(
+            figures_spec(wildcards.figures), sort_keys=True
+        ),
+    run:
+        write_json(json.loads(params.spec), output.spec)
+        Path(log[0]).write_text(f"wrote {output.spec}\n")
 
 
 rule make_table:
     input:
-        table_files,
+        spec="results/tables/{table}.spec.json",
+        runs=table_files,
     output:
         tex="results/tables/{table}.tex",
         csv=report(
@@ -28,19 +58,13 @@ rule make_table:
         "benchmarks/make_table/{table}.tsv"
     conda:
         ENV
-    params:
-        command=lambda wildcards: table_command(wildcards.table),
     shell:
-        "{params.command} --out-tex {output.tex} --out-csv {output.csv} > {log} 2>&1"
+        "python -m dat.report table --spec {input.spec} --out-tex {output.tex} --out-csv {output.csv} > {log} 2>&1"
 
 
 rule make_metrics_csv:
     input:
-        metrics=expand(
-            "results/{run}/metrics/{metric}.json",
-            run=table_runs("table1"),
-            metric=METRICS,
-        ),
+        metrics=metrics_files(),
     output:
         csv="results/report/metrics.csv",
     log:
@@ -57,7 +81,8 @@ rule make_metrics_csv:
 
 rule make_figures:
     input:
-        figure_inputs(),
+        spec="results/figures/main.spec.json",
+        runs=figure_inputs(figure_groups()),
     output:
         figures=[
             report(
@@ -66,7 +91,7 @@ rule make_figures:
                 category="Figures",
                 labels={"figure": Path(path).name},
             )
-            for path in figure_paths()
+            for path in figure_paths(figure_groups())
         ],
     log:
         "logs/make_figures/figures.log",
@@ -74,31 +99,28 @@ rule make_figures:
         "benchmarks/make_figures/figures.tsv"
     conda:
         ENV
-    params:
-        commands=figure_commands(),
     shell:
-        "({params.commands}) > {log} 2>&1"
+        "python -m dat.report figures --spec {input.spec} --out-dir results/figures > {log} 2>&1"
 
 
 # paper Figure 2: stage-2 curves of the BCE-augmentation ablation (part of the `ablations` target)
 rule make_figure2:
     input:
-        bce_figure_inputs(),
+        spec="results/figures/ablations.spec.json",
+        runs=figure_inputs(bce_figure_group()),
     output:
         figures=[
             report(
-                f"results/figures/figure2_bce_augment.{ext}",
+                path,
                 caption="../report/figures.rst",
                 category="Figures",
-                labels={"figure": f"figure2_bce_augment.{ext}"},
+                labels={"figure": Path(path).name},
             )
-            for ext in ("png", "pdf")
+            for path in figure_paths({"bce_curves": {}})
         ],
     log:
         "logs/make_figures/figure2.log",
     conda:
         ENV
-    params:
-        commands=figure_commands(bce_figure_group()),
     shell:
-        "({params.commands}) > {log} 2>&1"
+        "python -m dat.report figures --spec {input.spec} --out-dir results/figures > {log} 2>&1"

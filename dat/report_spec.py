@@ -1,0 +1,91 @@
+"""What ``python -m dat.report`` reads and writes: the run files of each table kind and figure group, the figures'
+file names and the layout of the spec files the workflow hands it.
+
+Plain Python (no torch, pandas or matplotlib) so that the Snakemake workflow imports it at parse time: the rules take
+their inputs and outputs from here, and ``dat.tables`` / ``dat.figures`` read the same names.
+
+A table spec (``results/tables/{table}.spec.json``, written by the workflow's local rule ``write_table_spec``) is a
+JSON object::
+
+    {"kind": "main" | "reproductions" | "sampling" | "conditional" | "ood" | "calibration" | "counterfactual",
+     "rows": [{"label": str, "run_dir": "results/{run}"}, ...]}
+
+plus, for kind ``main``, ``"dataset_label"`` (the caption's dataset name; null: the ``dataset`` of fid.json), and for
+kind ``reproductions`` ``"title"`` (the caption's title; null: "Baseline reproductions"), ``"reported"`` (constants
+cited in the config: ``label``, ``source``, ``dataset`` and any of ``architecture``, ``acc``, ``robust_acc`` in
+percent, ``threat_model``, ``fid``, ``is``) and per row ``"dataset"`` and ``"architecture"`` (printed names).
+
+A figures spec (``results/figures/{figures}.spec.json``, rule ``write_figures_spec``) maps figure groups to their
+rows: ``{"groups": {group: [{"label": str, "run_dir": str}, ...]}}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# table kind -> the run files it reads for each of its rows (dat.report never recomputes a metric); grid.json is
+# optional for kinds main and reproductions (without it T is the steps recorded in fid.json)
+TABLE_INPUTS: dict[str, tuple[str, ...]] = {
+    "main": ("metrics/robust.json", "metrics/fid.json", "grid.json"),
+    "reproductions": ("metrics/robust.json", "metrics/fid.json", "grid.json"),
+    "sampling": ("grid.json",),
+    "conditional": ("metrics/fid.json", "metrics/fid_uncond.json"),
+    "ood": ("metrics/ood.json",),
+    "calibration": ("metrics/calibration.json",),
+    "counterfactual": ("metrics/counterfactual.json",),
+}
+
+# the run files the long metrics table (results/report/metrics.csv) reads: every metrics/*.json there is, and grid.json;
+# these are the ones each run of it has
+METRICS_INPUTS = (
+    "metrics/fid.json",
+    "metrics/robust.json",
+    "metrics/ood.json",
+    "metrics/calibration.json",
+    "metrics/counterfactual.json",
+    "grid.json",
+)
+
+
+@dataclass(frozen=True)
+class FigureGroup:
+    """A group of figures drawn by one call: the run files it reads per run and its output file stems (``{run}`` is
+    replaced by each run's name; a stem without it is one figure over all the group's runs)."""
+
+    inputs: tuple[str, ...]
+    stems: tuple[str, ...]
+
+
+FIGURE_GROUPS: dict[str, FigureGroup] = {
+    # paper Figures 5-7: class-by-row grids of the final samples and of their seed images
+    "samples": FigureGroup(("samples.npz",), ("samples_{run}", "seeds_{run}")),
+    # stage-2 training curves, read from train_log.csv (written with model.pt, its Snakemake output)
+    "curves": FigureGroup(("model.pt",), ("train_curves_{run}",)),
+    # paper Figure 4: robust accuracy and FID of the weight snapshots
+    "snapshots": FigureGroup(("metrics/snapshots.json",), ("figure4_stage2",)),
+    # paper Figure 1: counterfactual FID and target confidence against the radius
+    "counterfactual": FigureGroup(("metrics/counterfactual.json",), ("figure1_counterfactual",)),
+    # appendix A.3: example counterfactuals per radius
+    "counterfactual_grid": FigureGroup(("counterfactual_examples.npz",), ("figureA3_counterfactuals_{run}",)),
+    # paper Figure 3: reliability diagrams
+    "reliability": FigureGroup(("metrics/calibration.json",), ("figure3_reliability",)),
+    # paper Figure 8: unconditional samples
+    "unconditional": FigureGroup(("samples_uncond.npz",), ("figure8_unconditional_{run}",)),
+    # paper Figure 2: stage-2 curves of several runs overlaid (train_log.csv beside model.pt), with the robust
+    # accuracy and FID of their weight snapshots when every run has metrics/snapshots.json (a run whose method saves
+    # no snapshots has none: the workflow asks for it where its method does)
+    "bce_curves": FigureGroup(("model.pt", "metrics/snapshots.json"), ("figure2_bce_augment",)),
+}
+FIGURE_EXTENSIONS = ("png", "pdf")
+
+
+def figure_stems(group: str, runs: list[str]) -> list[str]:
+    """The file stems (no folder, no extension) a figure group writes for the given run names, in order.
+
+    Raises:
+        KeyError: ``group`` is not a key of ``FIGURE_GROUPS``.
+    """
+    stems = FIGURE_GROUPS[group].stems
+    if all("{run}" not in stem for stem in stems):
+        return list(stems)
+    return [stem.format(run=run) for run in runs for stem in stems]

@@ -1,0 +1,678 @@
+"""The paper's tables from run folders: DataFrames (one row per run, or long frames) and booktabs LaTeX with CSV twins.
+
+Reads only the run files of docs/formats.md (``metrics/*.json`` and ``grid.json`` under each ``results/{run}``
+folder; which ones each table kind reads is ``dat.report_spec.TABLE_INPUTS``) and never recomputes a metric. Frame
+builders take run folders and labels; the ``*_latex`` functions take a frame and return LaTeX source (written by
+:func:`latex_table`, no jinja2 needed; the tables need ``\\usepackage{booktabs}``); :func:`write_table` builds one
+table from its spec (``dat.report_spec``). Accuracies, ECE, AUROC and confidences are fractions in [0, 1] in the
+frames and CSV twins and percentages in the LaTeX.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dat.io import atomic_write_text, read_json
+from dat.report_spec import TABLE_INPUTS
+
+log = logging.getLogger("dat.tables")
+
+MISSING = "--"
+TABLE1_CSV_COLUMNS = [
+    "run", "method", "acc_clean", "acc_robust_autoattack", "acc_robust_pgd", "is_mean", "is_std", "fid", "fid_floor",
+    "chosen_steps", "n_samples", "n_ref", "n_autoattack", "n_clean", "extractor",
+    # audit columns beyond the paper's table
+    "dataset", "norm", "eps", "n_pgd", "n_floor", "is_note", "diverged_at_step", "kept_step",
+]
+SCORE_LATEX = {"energy": r"$-E(x)$", "max_softmax": r"$\max_y p(y|x)$"}
+NORM_LATEX = {"L2": r"$\ell_2$", "Linf": r"$\ell_\infty$"}
+
+
+# ----------------------------------------------------------------------------------------------------- reading
+
+
+def read_required(path: str | os.PathLike) -> dict:
+    """Read a JSON file that a table cannot do without.
+
+    Raises:
+        FileNotFoundError: naming ``path`` when it does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"required input missing: {path}")
+    return read_json(path)
+
+
+def read_optional(path: str | os.PathLike) -> dict | None:
+    """Read a JSON file, or return None when it does not exist."""
+    path = Path(path)
+    return read_json(path) if path.is_file() else None
+
+
+def run_name(run_dir: str | os.PathLike) -> str:
+    """The run key of a ``results/{run}`` folder (its last path component)."""
+    p = Path(run_dir)
+    return p.name or p.resolve().name
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, NaN and pandas' missing markers; False for anything else (lists included)."""
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _need(obj: dict, key: str, path: Path) -> Any:
+    if key not in obj:
+        raise KeyError(f"{path}: field {key!r} missing (see docs/formats.md)")
+    return obj[key]
+
+
+def collect_json(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str],
+                 relpath: str) -> list[tuple[str, str, dict]]:
+    """``(run, label, data)`` for each run folder that has ``relpath``; the others are logged and left out."""
+    found, absent = [], []
+    for run_dir, label in zip(run_dirs, labels):
+        data = read_optional(Path(run_dir) / relpath)
+        if data is None:
+            absent.append(str(Path(run_dir) / relpath))
+        else:
+            found.append((run_name(run_dir), label, data))
+    if absent and found:
+        log.warning("left out (file absent): %s", ", ".join(absent))
+    return found
+
+
+# ------------------------------------------------------------------------------------------------------ frames
+
+
+def table1_record(label: str, run_dir: str | os.PathLike) -> dict:
+    """One Table 1 row (raw numbers) from ``metrics/robust.json``, ``metrics/fid.json`` and ``grid.json``.
+
+    Args:
+        label: the method name shown in the table.
+        run_dir: a ``results/{run}`` folder.
+
+    Returns:
+        A dict with the keys of ``TABLE1_CSV_COLUMNS``; accuracies are fractions in [0, 1].
+
+    Raises:
+        FileNotFoundError: naming robust.json or fid.json when one is absent (grid.json is optional: without it
+            T is the ``steps`` recorded in fid.json).
+    """
+    run_dir = Path(run_dir)
+    robust_path, fid_path = run_dir / "metrics" / "robust.json", run_dir / "metrics" / "fid.json"
+    robust, fid = read_required(robust_path), read_required(fid_path)
+    grid = read_optional(run_dir / "grid.json")
+    aa, pgd = robust.get("autoattack") or {}, robust.get("pgd") or {}
+    if grid is not None:
+        chosen = _need(grid, "chosen_steps", run_dir / "grid.json")
+        if fid.get("steps") is not None and int(fid["steps"]) != int(chosen):
+            log.warning("%s: fid.json was measured at T=%s but grid.json chose T=%s", run_dir, fid["steps"], chosen)
+    else:
+        chosen = fid.get("steps")
+        log.warning("%s: no grid.json; T taken from fid.json steps=%s", run_dir, chosen)
+    return {
+        "run": run_name(run_dir), "method": label,
+        "acc_clean": _need(robust, "acc_clean", robust_path),
+        "acc_robust_autoattack": aa.get("acc_robust"), "acc_robust_pgd": pgd.get("acc_robust"),
+        "is_mean": fid.get("is_mean"), "is_std": fid.get("is_std"), "fid": _need(fid, "fid", fid_path),
+        "fid_floor": fid.get("fid_floor"), "chosen_steps": chosen, "n_samples": fid.get("n_samples"),
+        "n_ref": fid.get("n_ref"), "n_autoattack": aa.get("n_examples"), "n_clean": robust.get("n_clean"),
+        "extractor": fid.get("extractor"), "dataset": fid.get("dataset", robust.get("dataset")),
+        "norm": robust.get("norm"), "eps": robust.get("eps_str", robust.get("eps")), "n_pgd": pgd.get("n_examples"),
+        "n_floor": fid.get("n_floor"), "is_note": fid.get("is_note"),
+        "autoattack_version": aa.get("version"), "autoattack_package": aa.get("package"),
+        **_diverged_fields(robust),
+    }
+
+
+def _diverged_fields(robust: dict) -> dict:
+    """``diverged_at_step``/``kept_step`` of a run that ended by divergence (``on_divergence: keep_last``), else
+    missing: read from the checkpoint record of ``robust.json``."""
+    d = (robust.get("checkpoint") or {}).get("diverged") or {}
+    return {"diverged_at_step": d.get("at_step"), "kept_step": d.get("kept_step")}
+
+
+def diverged_note(records: Sequence[dict]) -> tuple[dict, list[str]]:
+    """Method cells with a dagger for diverged runs, and the notes that explain each dagger."""
+    cells, notes = {}, []
+    for r in records:
+        cells[r["method"]] = latex_escape(r["method"])
+        if not is_missing(r.get("diverged_at_step")):
+            cells[r["method"]] += r"$^\dagger$"
+            notes.append(rf"$^\dagger${latex_escape(r['method'])}: training diverged at update "
+                         rf"{fmt_int(r['diverged_at_step'])}; the row evaluates the last good checkpoint "
+                         rf"(update {fmt_int(r['kept_step'])}).")
+    return cells, notes
+
+
+def table1_frame(rows: Sequence[tuple[str, str | os.PathLike]]) -> pd.DataFrame:
+    """Table 1 as a DataFrame, one row per ``(label, run_dir)``, columns ``TABLE1_CSV_COLUMNS`` and two more."""
+    return pd.DataFrame([table1_record(label, run_dir) for label, run_dir in rows])
+
+
+REPRODUCTIONS_CSV_COLUMNS = [
+    "method", "origin", "source", "dataset", "architecture", "acc_clean", "acc_robust", "threat_model", "fid", "is_mean",
+    "run", "n_clean", "n_autoattack", "n_samples", "diverged_at_step", "kept_step",
+]
+
+
+def reproductions_frame(rows: Sequence[dict], reported: Sequence[dict] = ()) -> pd.DataFrame:
+    """Paper Table 7: our baseline runs beside the numbers their papers report.
+
+    Args:
+        rows: our runs, each ``{"label", "run_dir", "dataset", "architecture"}`` (dataset and architecture are
+            display names); their numbers come from ``metrics/robust.json`` (AutoAttack) and ``metrics/fid.json``.
+        reported: cited constants from the config, each ``{"label", "source", "dataset"}`` plus any of
+            ``architecture``, ``acc``, ``robust_acc`` (percent), ``threat_model`` (text), ``fid``, ``is``.
+
+    Returns:
+        One row per entry, columns ``REPRODUCTIONS_CSV_COLUMNS``; ``origin`` is ``ours`` or ``reported``;
+        accuracies are fractions in [0, 1] for both origins. Rows are grouped by dataset (in order of first
+        appearance), ours before the reported ones.
+
+    Raises:
+        FileNotFoundError / KeyError: naming the run file or field that is missing.
+    """
+    out = []
+    for row in rows:
+        rec = table1_record(row["label"], row["run_dir"])
+        out.append({
+            "method": row["label"], "origin": "ours", "source": f"this pipeline, run {rec['run']}",
+            "dataset": row.get("dataset") or rec["dataset"], "architecture": row.get("architecture"),
+            "acc_clean": rec["acc_clean"], "acc_robust": rec["acc_robust_autoattack"],
+            "threat_model": f"{rec['norm']} {rec['eps']}" if not is_missing(rec["norm"]) else None,
+            "fid": rec["fid"], "is_mean": rec["is_mean"], "run": rec["run"], "n_clean": rec["n_clean"],
+            "n_autoattack": rec["n_autoattack"], "n_samples": rec["n_samples"],
+            "diverged_at_step": rec["diverged_at_step"], "kept_step": rec["kept_step"],
+        })
+    for r in reported:
+        pct = lambda key: None if r.get(key) is None else float(r[key]) / 100.0  # noqa: E731
+        out.append({"method": r["label"], "origin": "reported", "source": r["source"], "dataset": r["dataset"],
+                    "architecture": r.get("architecture"), "acc_clean": pct("acc"), "acc_robust": pct("robust_acc"),
+                    "threat_model": r.get("threat_model"), "fid": r.get("fid"), "is_mean": r.get("is")})
+    df = pd.DataFrame(out, columns=REPRODUCTIONS_CSV_COLUMNS)
+    order = {d: i for i, d in enumerate(dict.fromkeys(df["dataset"]))}
+    df["_d"], df["_o"] = df["dataset"].map(order), (df["origin"] != "ours").astype(int)
+    return df.sort_values(["_d", "_o"], kind="stable").drop(columns=["_d", "_o"]).reset_index(drop=True)
+
+
+def reproductions_latex(df: pd.DataFrame, title: str = "Baseline reproductions") -> str:
+    """Paper Table 7 as LaTeX: our rows and the reported rows per dataset, the origin of every number stated."""
+    recs = df.to_dict("records")
+    method_cells, notes = diverged_note([r for r in recs if r["origin"] == "ours"])
+    rows, last = [], None
+    for r in recs:
+        if last is not None and r["dataset"] != last:
+            rows.append("midrule")
+        last = r["dataset"]
+        origin = "ours" if r["origin"] == "ours" else rf"reported: {latex_escape(r['source'])}"
+        rows.append([latex_escape(r["dataset"]), method_cells.get(r["method"], latex_escape(r["method"]))
+                     if r["origin"] == "ours" else latex_escape(r["method"]), origin, fmt_text(r["architecture"]),
+                     fmt_num(r["acc_clean"], scale=100), fmt_num(r["acc_robust"], scale=100),
+                     fmt_text(r["threat_model"]), fmt_num(r["fid"]), fmt_num(r["is_mean"])])
+    ours = [r for r in recs if r["origin"] == "ours"]
+    counts = (f"Our rows: clean accuracy on {same_or_each(ours, 'n_clean')} test images, AutoAttack on "
+              f"{same_or_each(ours, 'n_autoattack')}, FID of {same_or_each(ours, 'n_samples')} samples, all "
+              f"measured by this pipeline's rules. " if ours else "")
+    caption = (
+        f"{latex_escape(title)}: our runs of each baseline beside the numbers its paper reports "
+        f"(``reported'': constants cited in the config, not measured here; they may use another dataset, "
+        f"architecture, threat model or evaluation protocol, given in their columns). {counts}"
+        f"Robust Acc: AutoAttack for our rows; the threat model column gives norm and radius in pixel units."
+        + (f" {_runs_sentence(ours)}" if ours else "")
+    )
+    header = ["Dataset", "Model", "Origin", "Architecture", r"Acc (\%)", r"Robust Acc (\%)", "Threat model", "FID", "IS"]
+    return latex_table(header, rows, caption=caption, label="tab:table7", align="lllll" + "r" * 2 + "l" + "rr",
+                       notes=notes)
+
+
+def sampling_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
+    """Grid search of T (long): run, method, steps, fid, chosen, step_size, starts (what the chains start from:
+    ``noise`` or the run's auxiliary OOD set), n_samples, n_ref, extractor."""
+    rows = []
+    for run, label, g in collect_json(run_dirs, labels, "grid.json"):
+        for steps, fid in zip(g["steps_grid"], g["fid"]):
+            rows.append({"run": run, "method": label, "steps": int(steps), "fid": fid,
+                         "chosen": int(steps) == int(g["chosen_steps"]), "step_size": g.get("step_size"),
+                         "starts": g.get("starts", "noise"), "n_samples": g.get("n_samples"), "n_ref": g.get("n_ref"),
+                         "extractor": g.get("extractor")})
+    return pd.DataFrame(rows, columns=["run", "method", "steps", "fid", "chosen", "step_size", "starts", "n_samples",
+                                       "n_ref", "extractor"])
+
+
+def starts_label(name: str) -> str:
+    """Paper Table 8's "OOD data source" cell: ``noise`` -> uniform noise, ``file:<path>`` -> the file's name, a set
+    name as it is."""
+    if name == "noise":
+        return "uniform noise"
+    return Path(name.split(":", 1)[1]).name if name.startswith(("file:", "npz:")) else name
+
+
+def conditional_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
+    """Conditional vs unconditional FID per run (paper Table 9) from ``metrics/fid.json`` and
+    ``metrics/fid_uncond.json``: run, method, dataset, fid_conditional, fid_unconditional, steps, n_samples, n_ref,
+    extractor. Runs without both files are left out (logged). Raises ValueError when a file holds the other mode."""
+    rows = []
+    conds = {run: c for run, _, c in collect_json(run_dirs, labels, "metrics/fid.json")}
+    for run_dir, label in zip(run_dirs, labels):
+        cond, uncond = conds.get(run_name(run_dir)), read_optional(Path(run_dir) / "metrics" / "fid_uncond.json")
+        if cond is None or uncond is None:
+            log.warning("conditional table: %s has no metrics/fid.json or metrics/fid_uncond.json", run_dir)
+            continue
+        for data, want, name in ((cond, True, "fid.json"), (uncond, False, "fid_uncond.json")):
+            if data.get("conditional", want) != want:
+                raise ValueError(f"{run_dir}/metrics/{name}: conditional is {data['conditional']}, expected {want}")
+        rows.append({"run": run_name(run_dir), "method": label, "dataset": cond.get("dataset"),
+                     "fid_conditional": cond["fid"], "fid_unconditional": uncond["fid"], "steps": cond.get("steps"),
+                     "n_samples": cond.get("n_samples"), "n_ref": cond.get("n_ref"), "extractor": cond.get("extractor")})
+    return pd.DataFrame(rows, columns=["run", "method", "dataset", "fid_conditional", "fid_unconditional", "steps",
+                                       "n_samples", "n_ref", "extractor"])
+
+
+def ood_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
+    """OOD AUROC (long): run, method, ood_set, score, attack, auroc, n_out, n_in, eps_o, attack_steps."""
+    rows = []
+    for run, label, o in collect_json(run_dirs, labels, "metrics/ood.json"):
+        for r in o["rows"]:
+            rows.append({"run": run, "method": label, "ood_set": r["ood_set"], "score": r["score"],
+                         "attack": r["attack"], "auroc": r["auroc"], "n_out": r.get("n_out"), "n_in": o.get("n_in"),
+                         "eps_o": o.get("eps_o"), "attack_steps": o.get("steps")})
+    return pd.DataFrame(rows, columns=["run", "method", "ood_set", "score", "attack", "auroc", "n_out", "n_in", "eps_o",
+                                       "attack_steps"])
+
+
+def calibration_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
+    """ECE per run: run, method, ece, acc_clean, n_bins, n_examples."""
+    rows = [{"run": run, "method": label, "ece": c["ece"], "acc_clean": c.get("acc_clean"), "n_bins": c.get("n_bins"),
+             "n_examples": c.get("n_examples")}
+            for run, label, c in collect_json(run_dirs, labels, "metrics/calibration.json")]
+    return pd.DataFrame(rows, columns=["run", "method", "ece", "acc_clean", "n_bins", "n_examples"])
+
+
+def counterfactual_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
+    """Counterfactual FID and target confidence per radius (long): run, method, radius, fid, confidence, n_images."""
+    rows = []
+    for run, label, c in collect_json(run_dirs, labels, "metrics/counterfactual.json"):
+        for radius, fid, conf in zip(c["radii"], c["fid"], c["confidence"]):
+            rows.append({"run": run, "method": label, "radius": float(radius), "fid": fid, "confidence": conf,
+                         "n_images": c.get("n_images")})
+    return pd.DataFrame(rows, columns=["run", "method", "radius", "fid", "confidence", "n_images"])
+
+
+def flatten_numeric(obj: Any, prefix: str) -> list[tuple[str, int | float]]:
+    """Every numeric leaf of a JSON value as ``(dotted.name, value)``; booleans and strings are left out.
+
+    Dict keys join with ``.``; list items get ``[i]``, or ``[k=v,...]`` built from their string fields when every
+    item is a dict and those labels are unique (e.g. ``ood.rows[attack=clean,ood_set=svhn,score=energy].auroc``).
+    """
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return []
+    if isinstance(obj, (int, float)):
+        return [(prefix, obj)]
+    out: list[tuple[str, int | float]] = []
+    if isinstance(obj, dict):
+        for key in obj:
+            out += flatten_numeric(obj[key], f"{prefix}.{key}")
+    elif isinstance(obj, list):
+        keys = [str(i) for i in range(len(obj))]
+        if obj and all(isinstance(item, dict) for item in obj):
+            named = [",".join(f"{k}={item[k]}" for k in sorted(item) if isinstance(item[k], str)) for item in obj]
+            if all(named) and len(set(named)) == len(named):
+                keys = named
+        for key, item in zip(keys, obj):
+            out += flatten_numeric(item, f"{prefix}[{key}]")
+    return out
+
+
+def metrics_long(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """The long table ``run, metric, value`` over every ``metrics/*.json`` and ``grid.json`` of each run.
+
+    The metric name is ``{file stem}.{path}`` (see :func:`flatten_numeric`), e.g. ``robust.autoattack.acc_robust``.
+    """
+    rows = []
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir)
+        files = sorted((run_dir / "metrics").glob("*.json")) + [p for p in [run_dir / "grid.json"] if p.is_file()]
+        if not files:
+            log.warning("%s: no metrics JSON and no grid.json", run_dir)
+        for path in files:
+            for name, value in flatten_numeric(read_json(path), path.stem):
+                rows.append({"run": run_name(run_dir), "metric": name, "value": value})
+    return pd.DataFrame(rows, columns=["run", "metric", "value"])
+
+
+# ------------------------------------------------------------------------------------------------------- LaTeX
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
+
+
+def latex_escape(text: Any) -> str:
+    """``str(text)`` with LaTeX's special characters (``\\ & % $ # _ { } ~ ^``) escaped."""
+    return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group()], str(text))
+
+
+def fmt_num(value: Any, digits: int = 2, scale: float = 1.0) -> str:
+    """A number with ``digits`` decimals after multiplying by ``scale`` (100 for percent); ``--`` when missing."""
+    if is_missing(value):
+        return MISSING
+    return f"{float(value) * scale:.{digits}f}"
+
+
+def fmt_int(value: Any) -> str:
+    """An integer count, or ``--`` when missing."""
+    return MISSING if is_missing(value) else str(int(value))
+
+
+def fmt_text(value: Any) -> str:
+    """A string escaped for LaTeX, or ``--`` when missing."""
+    return MISSING if is_missing(value) else latex_escape(value)
+
+
+def fmt_g(value: Any) -> str:
+    """A radius or step size in its shortest form (``%g``), strings (``"8/255"``) unchanged."""
+    if is_missing(value):
+        return MISSING
+    return latex_escape(value) if isinstance(value, str) else f"{float(value):g}"
+
+
+def same_or_each(records: Sequence[dict], key: str, fmt=fmt_int) -> str:
+    """One formatted value when all records agree, else ``v1 (method1), v2 (method2)``."""
+    texts = [fmt(r.get(key)) for r in records]
+    if len(set(texts)) == 1:
+        return texts[0]
+    return ", ".join(f"{t} ({latex_escape(r['method'])})" for t, r in zip(texts, records))
+
+
+def latex_table(header: Sequence[str], rows: Sequence[Sequence[str] | str], *, caption: str, label: str,
+                align: str | None = None, group_header: Sequence[tuple[str, int]] | None = None,
+                notes: Sequence[str] = ()) -> str:
+    """A booktabs ``table`` (toprule/midrule/bottomrule) with caption, label and footnote lines.
+
+    Args:
+        header: column titles, already LaTeX (escape text with :func:`latex_escape`).
+        rows: lists of LaTeX cells, or the string ``"midrule"`` for a rule between row blocks.
+        caption: LaTeX caption text.
+        label: ``\\label`` key, e.g. ``tab:table1``.
+        align: tabular column spec; default ``l`` then ``r`` for every other column.
+        group_header: ``(title, span)`` pairs above the header, drawn with ``\\multicolumn`` and ``\\cmidrule``.
+        notes: LaTeX lines printed in small type under the table.
+
+    Returns:
+        The table as LaTeX source ending with a newline.
+    """
+    ncol = len(header)
+    align = align or "l" + "r" * (ncol - 1)
+    lines = ["% generated by python -m dat.report; needs \\usepackage{booktabs}", r"\begin{table}[t]", r"\centering",
+             rf"\caption{{{caption}}}", rf"\label{{{label}}}", rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
+    if group_header:
+        cells, rules, col = [], [], 1
+        for title, span in group_header:
+            cells.append(title if span == 1 else rf"\multicolumn{{{span}}}{{c}}{{{title}}}")
+            if title:
+                rules.append(rf"\cmidrule(lr){{{col}-{col + span - 1}}}")
+            col += span
+        lines += [" & ".join(cells) + r" \\", " ".join(rules)]
+    lines += [" & ".join(header) + r" \\", r"\midrule"]
+    for row in rows:
+        if isinstance(row, str):
+            lines.append(r"\midrule")
+            continue
+        if len(row) != ncol:
+            raise ValueError(f"row has {len(row)} cells, header has {ncol}: {row}")
+        lines.append(" & ".join(row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if notes:
+        lines += [r"\par\smallskip", r"{\footnotesize"] + [note + r"\par" for note in notes] + ["}"]
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def _runs_sentence(records: Sequence[dict]) -> str:
+    seen = dict.fromkeys((r["method"], r["run"]) for r in records)
+    return "Runs: " + ", ".join(rf"{latex_escape(m)} (\texttt{{{latex_escape(r)}}})" for m, r in seen) + "."
+
+
+def table1_latex(df: pd.DataFrame, dataset_label: str) -> str:
+    """Paper Table 1: Method, Acc (%), Robust Acc (%) (AutoAttack), IS, FID and the chosen T.
+
+    Args:
+        df: the output of :func:`table1_frame`.
+        dataset_label: dataset name for the caption (escaped here).
+
+    Returns:
+        LaTeX source; IS prints ``n/a`` when ``is_mean`` is null and a note quotes ``is_note``.
+    """
+    recs = df.to_dict("records")
+    rows, is_notes = [], []
+    method_cells, div_notes = diverged_note(recs)
+    for r in recs:
+        if is_missing(r["is_mean"]):
+            is_cell = "n/a"
+            note = r.get("is_note")
+            is_notes.append(latex_escape(note) if not is_missing(note) else "no Inception Score was reported")
+        else:
+            is_cell = fmt_num(r["is_mean"])
+        rows.append([method_cells[r["method"]], fmt_num(r["acc_clean"], scale=100),
+                     fmt_num(r["acc_robust_autoattack"], scale=100), is_cell, fmt_num(r["fid"]),
+                     fmt_int(r["chosen_steps"])])
+    norms = {str(r.get("norm")) for r in recs}
+    norm = NORM_LATEX.get(next(iter(norms)), latex_escape(next(iter(norms)))) if len(norms) == 1 else "mixed"
+    aa = same_or_each(recs, "autoattack_version", fmt=fmt_text)
+    pkg = same_or_each(recs, "autoattack_package", fmt=fmt_text)
+    caption = (
+        f"{latex_escape(dataset_label)}: clean accuracy, robust accuracy, Inception Score (IS) and FID. "
+        f"Acc: clean accuracy on {same_or_each(recs, 'n_clean')} test images. "
+        f"Robust Acc: AutoAttack ({aa}, {pkg}) on {same_or_each(recs, 'n_autoattack')} test images, "
+        f"{norm} threat model, $\\varepsilon$ = {same_or_each(recs, 'eps', fmt=fmt_g)}. "
+        f"FID: {same_or_each(recs, 'n_samples')} class-balanced samples against {same_or_each(recs, 'n_ref')} "
+        f"reference training images; FID floor (real test images vs the same reference"
+        + (f", {same_or_each(recs, 'n_floor')} images" if any(not is_missing(r.get('n_floor')) for r in recs) else "")
+        + f"): {same_or_each(recs, 'fid_floor', fmt=fmt_num)}. "
+        f"Feature extractor: {same_or_each(recs, 'extractor', fmt=fmt_text)}. "
+        f"$T$: sampling steps chosen by the FID grid search. {_runs_sentence(recs)}"
+    )
+    notes = div_notes + [f"IS n/a: ``{n}''" for n in dict.fromkeys(is_notes)]
+    header = ["Method", r"Acc (\%)", r"Robust Acc (\%)", "IS", "FID", "$T$"]
+    return latex_table(header, rows, caption=caption, label="tab:table1", notes=notes)
+
+
+def _runs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The ``(run, method)`` pairs of a long frame in order of first appearance: the columns of a pivot."""
+    return list(dict.fromkeys(zip(df["run"], df["method"])))
+
+
+def _first_rows(df: pd.DataFrame) -> list[dict]:
+    """The first row of each ``(run, method)`` of a long frame, as records: the per-run fields of a caption."""
+    return df.drop_duplicates(["run", "method"]).to_dict("records")
+
+
+def sampling_latex(df: pd.DataFrame) -> str:
+    """Grid search of T (paper Table 8 analogue): FID per T and run, the chosen T in bold, step size below."""
+    runs, recs = _runs(df), _first_rows(df)
+    wide = df.pivot(index="steps", columns=["run", "method"], values=["fid", "chosen"])
+    fid, chosen = wide["fid"].reindex(columns=runs), wide["chosen"].reindex(columns=runs)
+    rows = []
+    for steps in fid.index:
+        cells = [str(int(steps))]
+        for run in runs:
+            if is_missing(chosen.at[steps, run]):  # no such T in this run's grid
+                cells.append(MISSING)
+            else:
+                text = fmt_num(fid.at[steps, run])
+                cells.append(rf"\textbf{{{text}}}" if bool(chosen.at[steps, run]) else text)
+        rows.append(cells)
+    chosen_steps = df[df["chosen"]].groupby(["run", "method"], sort=False)["steps"].first()
+    rows += ["midrule", ["chosen $T$"] + [fmt_int(chosen_steps.get(run)) for run in runs],
+             [r"step size $\eta$"] + [fmt_g(r["step_size"]) for r in recs],
+             ["chain starts"] + [latex_escape(starts_label(r["starts"])) for r in recs]]
+    caption = (
+        f"Grid search of the sampling steps $T$: FID of {same_or_each(recs, 'n_samples')} held-out samples (seeds "
+        f"distinct from the final samples) against {same_or_each(recs, 'n_ref')} reference training images, feature "
+        f"extractor {same_or_each(recs, 'extractor', fmt=fmt_text)}. "
+        f"Bold: the chosen $T$ (lowest FID), used for the final samples; chain starts: the images the chains start "
+        f"from (paper Table 8's OOD data source). {_runs_sentence(recs)}"
+    )
+    header = ["$T$"] + [latex_escape(m) for _, m in runs]
+    return latex_table(header, rows, caption=caption, label="tab:sampling")
+
+
+def conditional_latex(df: pd.DataFrame) -> str:
+    """Paper Table 9: FID of conditional (ascent on f(x)[y]) and unconditional (ascent on logsumexp f(x)) samples."""
+    recs = df.to_dict("records")
+    rows = [[latex_escape(r["method"]), fmt_text(r["dataset"]), fmt_num(r["fid_conditional"]),
+             fmt_num(r["fid_unconditional"]), fmt_int(r["steps"])] for r in recs]
+    caption = (
+        f"Conditional vs unconditional generation: FID of {same_or_each(recs, 'n_samples')} samples against "
+        f"{same_or_each(recs, 'n_ref')} reference training images (extractor "
+        f"{same_or_each(recs, 'extractor', fmt=fmt_text)}), both from the same uniform-noise starts at the $T$ of "
+        f"the conditional grid search (paper Table 9). {_runs_sentence(recs)}"
+    )
+    header = ["Method", "Dataset", "FID cond.", "FID uncond.", "$T$"]
+    return latex_table(header, rows, caption=caption, label="tab:conditional", align="llrrr")
+
+
+def ood_latex(df: pd.DataFrame) -> str:
+    """OOD AUROC in percent (paper Tables 10-12 analogue): rows method x score, columns OOD set x clean/adversarial."""
+    sets, recs = list(dict.fromkeys(df["ood_set"])), _first_rows(df)
+    columns = [(s, attack) for s in sets for attack in ("clean", "adversarial")]
+    wide = df.pivot(index=["run", "method", "score"], columns=["ood_set", "attack"], values="auroc")
+    wide = wide.reindex(index=list(dict.fromkeys(zip(df["run"], df["method"], df["score"]))), columns=columns)
+    rows = [[latex_escape(method), SCORE_LATEX.get(score, latex_escape(score))]
+            + [fmt_num(value, scale=100) for value in values]
+            for (_, method, score), values in zip(wide.index, wide.to_numpy())]
+    steps = (f" ({same_or_each(recs, 'attack_steps')} steps)"
+             if any(not is_missing(r.get("attack_steps")) for r in recs) else "")
+    n_out = df.drop_duplicates("ood_set").set_index("ood_set")["n_out"]
+    n_out = ", ".join(f"{latex_escape(s)} ({fmt_int(n_out[s])})" for s in sets)
+    caption = (
+        f"OOD detection, AUROC (\\%): {same_or_each(recs, 'n_in')} in-distribution test images (positives) against "
+        f"each OOD set (images: {n_out}). Scores: $-E(x) = \\mathrm{{logsumexp}}_y f(x)[y]$ and $\\max_y p(y|x)$. "
+        f"Adv.: every OOD image moved by $\\ell_2$ PGD{steps} inside a ball of "
+        f"radius $\\varepsilon_o$ = {same_or_each(recs, 'eps_o', fmt=fmt_g)} to raise its score "
+        f"(paper Tables 10--12). {_runs_sentence(recs)}"
+    )
+    header = ["Method", "Score"] + ["Clean", "Adv."] * len(sets)
+    group = [("", 2)] + [(latex_escape(s), 2) for s in sets]
+    return latex_table(header, rows, caption=caption, label="tab:ood", group_header=group)
+
+
+def calibration_latex(df: pd.DataFrame) -> str:
+    """Expected calibration error per run (paper Figure 3 / App. A.5 numbers), in percent."""
+    recs = df.to_dict("records")
+    rows = [[latex_escape(r["method"]), fmt_num(r["ece"], scale=100), fmt_num(r["acc_clean"], scale=100)] for r in recs]
+    caption = (
+        f"Expected calibration error (ECE) over {same_or_each(recs, 'n_bins')} equal-width confidence bins on "
+        f"{same_or_each(recs, 'n_examples')} clean test images, no temperature scaling. {_runs_sentence(recs)}"
+    )
+    return latex_table(["Method", r"ECE (\%)", r"Acc (\%)"], rows, caption=caption, label="tab:calibration")
+
+
+def counterfactual_latex(df: pd.DataFrame) -> str:
+    """Counterfactual FID and mean target confidence (%) per $\\ell_2$ radius and run (paper Figure 1 numbers)."""
+    runs, recs = _runs(df), _first_rows(df)
+    wide = df.pivot(index="radius", columns=["run", "method"], values=["fid", "confidence"])
+    fid, conf = wide["fid"].reindex(columns=runs), wide["confidence"].reindex(columns=runs)
+    rows = [[fmt_g(radius)] + [cell for run in runs
+                               for cell in (fmt_num(fid.at[radius, run]), fmt_num(conf.at[radius, run], scale=100))]
+            for radius in fid.index]
+    caption = (
+        f"Counterfactuals of {same_or_each(recs, 'n_images')} training images towards a random other class by "
+        f"targeted $\\ell_2$ PGD of radius $\\varepsilon$: FID averaged over target classes (against real training "
+        f"images of that class) and mean target-class confidence (\\%) (paper Figure 1). {_runs_sentence(recs)}"
+    )
+    header = [r"$\varepsilon$"] + ["FID", r"Conf. (\%)"] * len(runs)
+    group = [("", 1)] + [(latex_escape(m), 2) for _, m in runs]
+    return latex_table(header, rows, caption=caption, label="tab:counterfactual", group_header=group)
+
+
+# ----------------------------------------------------------------------------------------------------- drivers
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """``df`` as CSV (full float precision, no index), written atomically."""
+    atomic_write_text(df.to_csv(index=False), path)
+
+
+# table kind -> (frame over run folders and their labels, LaTeX of that frame): the kinds built from rows alone
+RUN_TABLES = {
+    "sampling": (sampling_frame, sampling_latex),
+    "conditional": (conditional_frame, conditional_latex),
+    "ood": (ood_frame, ood_latex),
+    "calibration": (calibration_frame, calibration_latex),
+    "counterfactual": (counterfactual_frame, counterfactual_latex),
+}
+
+
+def build_table(spec: dict) -> tuple[pd.DataFrame, str]:
+    """The CSV frame and the LaTeX of the table a spec declares (layout: ``dat.report_spec``).
+
+    Kind ``main`` is paper Table 1 (:func:`table1_frame`, columns ``TABLE1_CSV_COLUMNS``), ``reproductions`` Table 7
+    (:func:`reproductions_frame`), the kinds of ``RUN_TABLES`` the long frames of their rows' runs.
+
+    Raises:
+        ValueError: an unknown kind, a spec without rows (but for reproductions), or no run has the input of a kind
+            of ``RUN_TABLES`` (naming it).
+        KeyError: a row without ``label`` or ``run_dir``; FileNotFoundError / KeyError: a run file or field that
+            Table 1 or 7 needs.
+    """
+    kind, rows = spec.get("kind", "main"), spec.get("rows", [])
+    if kind not in TABLE_INPUTS:
+        raise ValueError(f"table kind {kind!r} is not one of {sorted(TABLE_INPUTS)}")
+    if kind == "reproductions":
+        df = reproductions_frame(rows, spec.get("reported", []))
+        return df, reproductions_latex(df, spec.get("title") or "Baseline reproductions")
+    if not rows:
+        raise ValueError(f"{kind} table: the spec has no rows")
+    if kind == "main":
+        df = table1_frame([(row["label"], row["run_dir"]) for row in rows])
+        label = spec.get("dataset_label")
+        return df[TABLE1_CSV_COLUMNS], table1_latex(df, str(df["dataset"].iloc[0]) if label is None else label)
+    frame, latex = RUN_TABLES[kind]
+    run_dirs = [row["run_dir"] for row in rows]
+    df = frame(run_dirs, [row["label"] for row in rows])
+    if df.empty:
+        raise ValueError(f"{kind} table: no run has {' and '.join(TABLE_INPUTS[kind])} "
+                         f"({', '.join(map(str, run_dirs))})")
+    return df, latex(df)
+
+
+def write_table(spec: dict, out_tex: str | os.PathLike, out_csv: str | os.PathLike) -> pd.DataFrame:
+    """Build the table a spec declares (:func:`build_table`) and write its LaTeX and CSV twin; returns the CSV frame."""
+    df, tex = build_table(spec)
+    _write_twins(df, tex, out_tex, out_csv)
+    return df
+
+
+def _write_twins(df: pd.DataFrame, tex: str, out_tex: str | os.PathLike, out_csv: str | os.PathLike) -> None:
+    """``tex`` to ``out_tex`` and ``df`` to ``out_csv``, each atomically."""
+    atomic_write_text(tex, out_tex)
+    write_csv(df, out_csv)
+    log.info("wrote %s and %s (%d rows)", out_tex, out_csv, len(df))
+
+
+def write_tables(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``{kind}.tex`` and ``{kind}.csv`` for each kind of ``RUN_TABLES`` whose input some run has (the others
+    are logged and skipped); returns the paths written."""
+    out_dir, written = Path(out_dir), []
+    for kind, (frame, latex) in RUN_TABLES.items():
+        df = frame(run_dirs, labels)
+        if df.empty:
+            log.warning("skipped %s table: no run has %s", kind, " and ".join(TABLE_INPUTS[kind]))
+            continue
+        _write_twins(df, latex(df), out_dir / f"{kind}.tex", out_dir / f"{kind}.csv")
+        written += [out_dir / f"{kind}.tex", out_dir / f"{kind}.csv"]
+    return written
