@@ -122,7 +122,7 @@ def jem_loss(logits_lab: torch.Tensor, y: torch.Tensor, logits_data: torch.Tenso
 def ebjdat_loss(logits_lab: torch.Tensor, y: torch.Tensor, logits_data: torch.Tensor, logits_q: torch.Tensor,
                 logits_adv: torch.Tensor, *, weight_px: float, weight_pyx: float, weight_xadv: float,
                 weight_pyxadv: float) -> dict[str, torch.Tensor]:
-    """EB-JDAT (seed paper; the objective of its public JEM-variant code, see ../shared/design/protocol.md):
+    """EB-JDAT (Yang et al.; the objective of its public JEM-variant code):
     w_px [LSE(x_q) - LSE(x_p)] + w_pyx CE(f(x_lab), y) + w_xadv [LSE(x_adv) - LSE(x_p)] + w_pyxadv CE(f(x_adv), y),
     LSE(x) = logsumexp f(x) = -E(x). The adversarial term treats x_adv like a model sample of the clean data
     distribution (lower its density relative to data), the last term is adversarial training.
