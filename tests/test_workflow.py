@@ -113,18 +113,28 @@ def test_paper_config_dry_run_of_every_output(tmp_path):
 
 def test_table7_plans_baselines_reported_numbers_and_a_published_checkpoint(tmp_path):
     """Table 7 of the paper config: our baseline runs are trained and evaluated, the reported numbers are passed as
-    cited constants, and RATIO's published checkpoint joins as a row once its file is there."""
+    cited constants, and RATIO's published checkpoint joins Tables 1 and 7 as a row once its file is there."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["tables"]["table7"]["rows"]["RATIO (official checkpoint)"] = "cifar10_ratio_official"
     cfg = _with(config, tmp_path / "t7.yaml")
     args = ("-n", "-p", "--configfile", str(cfg), "--directory", str(tmp_path), "--cores", "1", "results/tables/table7.tex")
-    missing = snakemake(*args, check=False)
+    # without the file the row is left out (and the dry run says which file adds it); named in `rows`, it fails
+    absent = snakemake(*args, "results/tables/table1.tex")
+    assert "row 'RATIO (official checkpoint)' (cifar10_ratio_official) left out until " \
+           "resources/checkpoints/Augustin2020Adversarial_34_10.pt exists" in absent.stderr
+    assert "cifar10_ratio_official" not in absent.stdout and "results/cifar10_ratio/metrics/fid.json" in absent.stdout
+    forced = json.loads(json.dumps(config))
+    forced["tables"]["table7"]["rows"]["RATIO (official)"] = "cifar10_ratio_official"
+    missing = snakemake("-n", "--configfile", str(_with(forced, tmp_path / "forced.yaml")), "--directory",
+                        str(tmp_path), "--cores", "1", "results/tables/table7.tex", check=False)
     assert missing.returncode != 0
     assert "resources/checkpoints/Augustin2020Adversarial_34_10.pt is not there" in missing.stdout + missing.stderr
     ckpt = tmp_path / "resources/checkpoints/Augustin2020Adversarial_34_10.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"stand-in: a dry run only checks that the file is there")
     out = snakemake(*args).stdout
+    snakemake("--configfile", str(cfg), "--directory", str(tmp_path), "--cores", "1", "results/tables/table1.spec.json")
+    table1 = json.loads((tmp_path / "results/tables/table1.spec.json").read_text())
+    assert table1["rows"][-1] == {"label": "RATIO (official checkpoint)", "run_dir": "results/cifar10_ratio_official"}
     for run in ("cifar10_ratio", "cifar10_jem", "cifar10_ebjdat", "cifar100_ratio", "cifar10_ratio_official"):
         assert f"results/{run}/metrics/robust.json" in out and f"results/{run}/metrics/fid.json" in out
     assert "--init-format robustbench" in out

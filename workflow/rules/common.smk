@@ -2,6 +2,7 @@
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -122,7 +123,31 @@ def aux_block(run):
     return block.get("bce") or block.get("ratio") or {}
 
 
+def _add_rows_if_present(cfg):
+    """tables.<name>.rows_if_present: append each row whose run's published checkpoint (runs.<run>.init_from.path)
+    exists now; leave it out, saying which file would add it, otherwise."""
+    for name, table in cfg["tables"].items():
+        for label, run in (table.get("rows_if_present") or {}).items():
+            init = cfg["runs"].get(run, {}).get("init_from")
+            if not isinstance(init, dict):
+                raise WorkflowError(
+                    f"config: tables.{name}.rows_if_present.{label} = {run!r} must be a run with "
+                    f"init_from: {{path, ...}} (a published checkpoint)"
+                )
+            if label in table["rows"]:
+                raise WorkflowError(f"config: tables.{name}: row label {label!r} is in rows and rows_if_present")
+            if Path(init["path"]).is_file():
+                table["rows"][label] = run
+            else:
+                print(
+                    f"tables.{name}: row {label!r} ({run}) left out until {init['path']} exists"
+                    + (f" (published at {init['url']})" if init.get("url") else ""),
+                    file=sys.stderr,
+                )
+
+
 _check_references(config)
+_add_rows_if_present(config)
 _check_dataset_overrides(config)
 for _run in config["runs"]:
     try:  # parse every run's training block now, so a bad override fails before any job starts
