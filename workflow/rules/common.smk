@@ -135,7 +135,9 @@ def _add_rows_if_present(cfg):
                     f"init_from: {{path, ...}} (a published checkpoint)"
                 )
             if label in table["rows"]:
-                raise WorkflowError(f"config: tables.{name}: row label {label!r} is in rows and rows_if_present")
+                raise WorkflowError(
+                    f"config: tables.{name}: row label {label!r} is in rows and rows_if_present"
+                )
             if Path(init["path"]).is_file():
                 table["rows"][label] = run
             else:
