@@ -168,17 +168,22 @@ def target_logit_attack(
     return pgd_maximize(objective, x, eps=eps, step_size=step_size, steps=steps, norm=norm)
 
 
-def ebjdat_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, eps: float, step_size: float,
-                  steps: int, norm: str = "Linf", project_to_ball: bool = True,
+def ebjdat_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, eps: float,
+                  step_size: float, steps: int, norm: str = "Linf", project_to_ball: bool = True,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """The adversarial examples of EB-JDAT (as its public JEM-variant training code makes them): from a uniform
-    random start in the ball, ascend sum_k f(x_adv)[k] + ||n(f(x)) - n(f(x_adv))||^2, n the per-example
-    L2 normalisation of the logits (it pushes the logits up and away from the clean logits' direction).
+    random start in the ball around the noisy labelled batch, ascend f(x_adv)[y] + ||n(f(x)) - n(f(x_adv))||^2, the
+    true-label logit -E(x_adv, y) plus the squared distance of the L2-normalised logits n(.) from those of x
+    (authors' code: EB-JDAT-JEM/train_wrn_ebm.py, sampleXadv: the model's forward with y is that logit; the code
+    offers CE on y as an alternative).
 
     Args:
         model: logits (N, K) of (N, C, H, W) images; the caller sets eval mode.
-        x: (N, C, H, W) float32 in [0, 1]; eps, step_size in pixel units (the code's 8/255 and 2/255 on [-1, 1]
-            images are 4/255 and 1/255 here); steps; norm Linf (the code) or L2.
+        x: (N, C, H, W) float32, the labelled batch with JEM's data noise added (about [0, 1]; x_adv is clamped to
+            [0, 1], the code's data range).
+        y: (N,) int64 labels of ``x``.
+        eps, step_size: pixel units (the code's 8/255 and 2/255 on [-1, 1] images are 4/255 and 1/255 here); steps;
+            norm Linf (the code) or L2.
         project_to_ball: the released code only clamps to the data range; True (the default) keeps x_adv in the ball.
 
     Returns:
@@ -189,7 +194,8 @@ def ebjdat_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 
     def objective(x_adv: torch.Tensor) -> torch.Tensor:
         logits = model(x_adv).float()
-        return logits.sum(1) + (direction - torch.nn.functional.normalize(logits, dim=1)).pow(2).sum(1)
+        true_logit = logits.gather(1, y.view(-1, 1)).squeeze(1)
+        return true_logit + (direction - torch.nn.functional.normalize(logits, dim=1)).pow(2).sum(1)
 
     return pgd_maximize(objective, x, eps=eps, step_size=step_size, steps=steps, norm=norm, random_start=True,
                         generator=generator, project_to_ball=project_to_ball)

@@ -44,12 +44,27 @@ def load_model(path: str | Path, weights: str = "ema", device: str | torch.devic
 
 def checkpoint_record(path: str | Path, ckpt: dict, weights: str) -> dict:
     """What a result JSON records about the model it measured: file, training step, weights actually used (EMA or
-    raw), the code revision that trained it, the sha256 of the checkpoint it started from, and ``diverged`` (None,
-    or the record of ``dat.train.keep_last_good``: the row is flagged in the tables)."""
+    raw), the code revision that trained it, the sha256 of the checkpoint it started from, ``diverged`` (None,
+    or the record of ``dat.train.keep_last_good``: the row is flagged in the tables) and ``selection`` (None, or
+    which checkpoint of the run this is: the record of ``dat.select_checkpoint`` or :func:`final_selection`)."""
     used = "ema" if weights == "ema" and ckpt.get("ema") is not None else "raw"
     return {"path": str(path), "step": ckpt.get("step"), "epoch": ckpt.get("epoch"), "weights": used,
             "train_git_sha": ckpt.get("git_sha"), "init_sha256": ckpt.get("init_sha256"),
-            "diverged": ckpt.get("diverged")}
+            "diverged": ckpt.get("diverged"), "selection": ckpt.get("selection")}
+
+
+def final_selection(run: dict, ckpt: dict) -> dict:
+    """The ``selection`` record of a checkpoint no selection wrote (a model.pt): ``checkpoint`` final, the run's
+    ``evaluate.checkpoint`` as ``requested``, ``step`` (= ``final_step``, training updates) and, when best_fid was
+    asked for, the ``reason`` the final model is measured instead (its method saves no weight snapshots: stage 1,
+    baselines, published models)."""
+    requested = (run.get("evaluate") or {}).get("checkpoint", "final")
+    record = {"checkpoint": "final", "requested": requested, "step": ckpt.get("step"), "final_step": ckpt.get("step")}
+    if requested == "best_fid":
+        record["reason"] = ("the method saves no weight snapshots (train.snapshots null): the final model is evaluated"
+                            if not (run.get("train") or {}).get("snapshots") else
+                            "a final model.pt was given, not the selected checkpoint of dat.select_checkpoint")
+    return record
 
 
 def published_weights(ckpt: dict, fmt: str, model: nn.Module, where: str = "init_from") -> dict:
@@ -69,6 +84,10 @@ def published_weights(ckpt: dict, fmt: str, model: nn.Module, where: str = "init
             official WRN-34-10) mapped onto :class:`dat.models.WideResNet`, whose blocks compute the same function.
             RobustBench models take [0, 1] inputs: the normalization becomes the checkpoint's ``mu``/``sigma`` when
             it has them, else the identity (the dataset's mean/std are not applied). ``sub_block1`` is dropped.
+        ``revisiting_at``: a ConvNeXt + ConvStem of Singh, Croce & Hein (2023; github nmndeep/revisiting-at) for
+            model arch ``timm_convnext`` with ``convstem``, as their training script saves it (see
+            :func:`_revisiting_at_convnext`): the network's timm keys behind ``module.``/``base_model.`` and, when it
+            was trained with its normalisation layer, ``normalize.mean``/``normalize.std`` + ``model.``.
 
     Raises:
         ValueError: an unknown format, or keys that do not match ``model`` (naming a few of them).
@@ -78,12 +97,14 @@ def published_weights(ckpt: dict, fmt: str, model: nn.Module, where: str = "init
     if fmt not in INIT_FORMATS:
         raise ValueError(f"{where}.format: {fmt!r} is not one of {INIT_FORMATS}")
     state = ckpt
-    for key in ("model", "state_dict"):
+    for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(state.get(key), dict):
             state = state[key]
             break
     if fmt == "robustbench":
         return _robustbench_wideresnet(state, model, where)
+    if fmt == "revisiting_at":
+        return _revisiting_at_convnext(state, model, where)
     prefix = "module.model." if fmt == "robustness" else "module."
     own = model.state_dict()
     out = {}
@@ -133,4 +154,43 @@ def _robustbench_wideresnet(state: dict, model: nn.Module, where: str) -> dict:
         raise ValueError(f"{where}: the robustbench checkpoint does not fit the configured model: missing "
                          f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
                          f"{' ...' if len(unexpected) > 5 else ''}")
+    return out
+
+
+def _revisiting_at_convnext(state: dict, model: nn.Module, where: str) -> dict:
+    """Rename a ConvNeXt + ConvStem checkpoint of Singh et al. (2023) to :class:`dat.models.Normalized` keys.
+
+    Their main.py saves the state dict of ``DistributedDataParallel(WrappedModel(normalize_model(net)))``: prefixes
+    ``module.`` (DDP) and ``base_model.`` (the adversarial-training wrapper; its EMA copy lacks ``module.``), then,
+    with ``model.add_normalization 1`` (their default), ``normalize.mean``/``normalize.std`` (ImageNet's, shape
+    (1, 3, 1, 1)) and the network under ``model.``. Their inputs are [0, 1] pixels either way (the loader divides by
+    255), so: with the normaliser keys, our normalisation becomes the checkpoint's mean/std (applied once, to [0, 1]
+    inputs); without them (``add_normalization 0``, e.g. the DAT authors' ``convnext_large_cvst_robust.pt``, loaded
+    with ``normalize_input: false`` in their configs) the network saw raw [0, 1] pixels and our normalisation is the
+    identity: the dataset's mean/std are not applied.
+
+    Raises:
+        ValueError: keys or shapes that do not match ``model`` (naming a few of them).
+    """
+    own = model.state_dict()
+    if "normalize.mean" not in own or not any(k.startswith("backbone.stem.stem.") for k in own):
+        raise ValueError(f"{where}.format revisiting_at needs model arch timm_convnext with convstem true, got a model "
+                         f"with keys {sorted(own)[:3]} ...")
+    out = {}
+    for key, value in state.items():
+        while key.startswith(("module.", "base_model.")):
+            key = key.partition(".")[2]
+        if key in ("normalize.mean", "normalize.std"):
+            out[key] = value.reshape(own[key].shape)
+        else:
+            out["backbone." + key.removeprefix("model.")] = value
+    out.setdefault("normalize.mean", torch.zeros_like(own["normalize.mean"]))
+    out.setdefault("normalize.std", torch.ones_like(own["normalize.std"]))
+    missing, unexpected = sorted(set(own) - set(out)), sorted(set(out) - set(own))
+    shapes = sorted(k for k in set(own) & set(out) if own[k].shape != out[k].shape)
+    if missing or unexpected or shapes:
+        raise ValueError(f"{where}: the revisiting_at checkpoint does not fit the configured model: missing "
+                         f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                         f"{' ...' if len(unexpected) > 5 else ''}, other shapes {shapes[:5]}"
+                         f"{' ...' if len(shapes) > 5 else ''}")
     return out

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dat.checkpoint import load_model
-from dat.config import TrainConfig
+from dat.checkpoint import final_selection, load_model
 from dat.io import add_device_argument, read_json, resolve_device, set_threads, setup_logging
+from dat.report_spec import chain_source
 
 
 def command_parser(module: str, doc: str) -> argparse.ArgumentParser:
@@ -73,17 +73,23 @@ def load_run_model(args: argparse.Namespace, device: torch.device) -> tuple[dict
     """The run JSON of ``--config`` and the weights of ``--model`` it evaluates (``evaluate.weights``: ema or raw).
 
     Returns:
-        (run, model in eval mode on ``device``, the checkpoint dict, for :func:`dat.checkpoint.checkpoint_record`).
+        (run, model in eval mode on ``device``, the checkpoint dict, for :func:`dat.checkpoint.checkpoint_record`;
+        its ``selection`` says which checkpoint of the run it is: the record ``dat.select_checkpoint`` stored in a
+        selected.pt, else :func:`dat.checkpoint.final_selection`).
     """
     run = read_json(args.config)
     model, ckpt = load_model(args.model, run["evaluate"]["weights"], device)
+    if ckpt.get("selection") is None:
+        ckpt["selection"] = final_selection(run, ckpt)
     return run, model, ckpt
 
 
 def starts_name(run: dict, path: Path | None) -> str:
     """What the sampler's chains start from, as grid.json and the sample files record it (paper Table 8's column):
-    ``noise``, or the auxiliary OOD set of the run's method (its bce or ratio block's ``ood_set``), else the path."""
+    ``noise``; with ``path``, the run's chain source (:func:`dat.report_spec.chain_source`: the dataset's
+    ``sampling.ood_set`` under ``sampling.init: ood``, the ood_set of the run's bce or ratio block under ``train``),
+    else the path."""
     if path is None:
         return "noise"
-    aux = TrainConfig.from_dict(run["train"]).aux
-    return (aux.ood_set if aux else None) or str(path)
+    source = chain_source(run["sampling"], run["train"])
+    return str(path) if source == "noise" else source

@@ -366,10 +366,13 @@ _NESTED = {
 }
 # What only the evaluation of a run reads: its ``sampling`` and ``evaluate`` blocks and these keys of its dataset
 # block. The workflow leaves them out of the data and training configs (results/data/{dataset}/dataset.json,
-# results/{run}/train.json), so that changing a sample count, an OOD set or a counterfactual radius re-runs the
-# evaluations and never data preparation or training.
+# results/{run}/train.json), so that changing a sample count, an OOD set (or its folder) or a counterfactual radius
+# re-runs the evaluations and never data preparation or training. OOD folders (ood_roots) reach the jobs that read
+# them as `dat.prepare ood --root`; the auxiliary set of a run's chain starts through its own prepare_aux_ood job,
+# whose output training reads.
 EVALUATION_KEYS = ("sampling", "evaluate")
-EVALUATION_DATASET_KEYS = ("threat_model", "sampling_step_size", "ood_eps", "counterfactual_radii", "ood_sets", "n_ood")
+EVALUATION_DATASET_KEYS = ("threat_model", "sampling_step_size", "ood_eps", "counterfactual_radii", "ood_sets", "n_ood",
+                           "ood_roots")
 
 
 def training_view(run: dict) -> dict:

@@ -401,7 +401,12 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
             ``root``), or ``file:<path>`` / ``npz:<path>`` (a user file, see :func:`read_image_file`: 80M Tiny Images
             ``.bin``, ``.npy`` or ``.npz``).
         n: images wanted; sets with fewer images return all they have (no repeats).
-        channels, image_size: the in-distribution format (folder images: shorter side resized, centre crop).
+        channels, image_size: the in-distribution format. Array sets (the datasets' 32 px images, digits, photo
+            crops, user files) are resized with PIL bicubic (:func:`_convert`: CIFAR/SVHN upsampled 32 -> 224 px as
+            RestrictedImageNet OOD sets, paper Table 12); folder sets keep :class:`ImageFiles`' view, shorter side to
+            ``round(image_size / 0.875)`` with PIL bilinear (antialiased) and the centre square (ImageNetOD at 32 px
+            for CIFAR, paper Tables 10-11); ``noise`` is drawn at ``image_size`` directly (authors' code:
+            InNOutRobustness/utils/datasets/noise_datasets.py).
         seed: makes the selection and crops deterministic.
         root, download: where a dataset OOD set lives, and whether to download it there when missing.
         split: the split of a dataset set (``test`` for evaluation; ``train`` for the auxiliary chain starts of

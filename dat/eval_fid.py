@@ -1,10 +1,12 @@
 """CLI: FID (and IS where the feature network has a logit head) of a sample set against the training reference.
 
 FID follows Heusel et al. 2017 with clean-fid's Frechet distance and preprocessing (``dat.inception``); IS
-follows Salimans et al. 2016 (10 splits) and is reported only when the extractor exposes Inception logits:
-the shipped offline weights have none, and then ``is_mean`` is null with a note, never a number from another
-network. ``--real`` measures the floor instead: FID of real held-out test images against the same reference,
-which shows how much of a small-sample FID is estimator bias.
+follows Salimans et al. 2016 / torch-fidelity (10 splits of the same samples, shuffled with seed 2020, the TF
+Inception-v3's unbiased logits) and is computed when ``evaluate.fid.inception_score.enabled`` is true, from the
+TF-ported weights at its ``weights`` path (sha256-checked before use; the workflow downloads them). Otherwise (the
+offline smoke configuration: the shipped FID weights have no logit head) ``is_mean`` is null with a note saying
+why, never a number from another network. ``--real`` measures the floor instead: FID of real held-out test images
+against the same reference, which shows how much of a small-sample FID is estimator bias.
 
 Examples::
 
@@ -25,12 +27,13 @@ import numpy as np
 
 from dat.cli import add_machine_arguments, command_parser, start
 from dat.data import open_images, take
-from dat.inception import load_feature_extractor, read_fid_reference
+from dat.inception import inception_logits, load_feature_extractor, load_is_network, read_fid_reference
 from dat.io import provenance, read_json, write_json
 from dat.metrics import fid_from_features, inception_score
 
 log = logging.getLogger("dat.eval_fid")
 IS_SPLITS = 10
+IS_SHUFFLE_SEED = 2020  # torch-fidelity's default rng_seed for the IS split shuffle
 
 
 def parse_args(argv=None):
@@ -74,15 +77,23 @@ def main(argv=None) -> int:
         starts = str(f["starts"]) if "starts" in f.files else "noise"
     out = extractor(x)
     fid = fid_from_features(out["features"], mu_ref, sigma_ref)
-    is_mean = is_std = None
-    note = f"IS unavailable: the feature extractor ({extractor.name}) has no Inception logit head"
-    if extractor.has_logits and out.get("logits") is not None:
-        is_mean, is_std = inception_score(out["logits"], splits=IS_SPLITS)
+    is_mean = is_std = is_network = None
+    is_cfg = run["evaluate"]["fid"].get("inception_score") or {}
+    logits = out.get("logits") if extractor.has_logits else None
+    note = (f"IS not computed: evaluate.fid.inception_score is off and the FID feature extractor ({extractor.name}) "
+            "has no Inception logit head")
+    if is_cfg.get("enabled"):
+        network = load_is_network(is_cfg["weights"], is_cfg["sha256"], str(device))
+        logits = inception_logits(network, x, str(device))
+        is_network = f"TF inception-2015-12-05 logits ({Path(is_cfg['weights']).name})"
+    if logits is not None:
+        is_mean, is_std = inception_score(logits, splits=IS_SPLITS, shuffle_seed=IS_SHUFFLE_SEED)
         note = f"IS over {len(x)} samples, {IS_SPLITS} splits"
     floor = read_json(args.floor) if args.floor else {}
     write_json({
         "run": run["run"], "dataset": run["dataset"]["name"], "fid": float(fid), "n_samples": int(len(x)), "n_ref": n_ref,
-        "extractor": extractor.name, "is_mean": is_mean, "is_std": is_std, "is_note": note, "steps": steps,
+        "extractor": extractor.name, "is_mean": is_mean, "is_std": is_std, "is_note": note,
+        "is_network": is_network or (extractor.name if is_mean is not None else None), "steps": steps,
         "conditional": conditional, "starts": starts,
         "step_size": float(run["dataset"]["sampling_step_size"]), "fid_floor": floor.get("fid_floor"),
         "n_floor": floor.get("n_real"), "seed": run["sampling"]["seed_final"], "time_s": round(time.time() - t0, 2),

@@ -9,6 +9,13 @@ Two sources of the same network:
 
 Preprocessing follows clean-fid's "clean" mode (Parmar et al. 2022): each channel resized to 299x299 with PIL
 bicubic in float32 (``cleanfid.resize.build_resizer("clean")``); grayscale images are replicated to 3 channels.
+
+The Inception Score network (:class:`TFInception3`, :func:`load_is_network`, :func:`inception_logits`) is a
+separate one: the same TF Inception-v3 (2015-12-05) with its 1008-class logit head, from the PyTorch port of the TF
+weights that torch-fidelity and pytorch-fid publish (``weights-inception-2015-12-05-6726825d.pth``; the
+``6726825d`` in the name is the published sha256 prefix, torch.hub's convention). Its file is downloaded by the
+workflow's ``download_is_weights`` rule at paper scale; the offline smoke configuration has no such file and reports
+IS as n/a.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from cleanfid.resize import build_resizer
+from PIL import Image
+from torchvision.models.inception import Inception3
 
 from dat.io import progress, sha256_file
 
@@ -119,3 +129,146 @@ def read_fid_reference(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     float64 (2048, 2048) and the number of reference images."""
     with np.load(path) as ref:
         return ref["mu"], ref["sigma"], len(ref["labels"])
+
+
+# -- Inception Score network -----------------------------------------------------------------------------------
+IS_INPUT_SIZE = 299
+IS_CLASSES = 1008  # the TF graph's softmax has 1008 outputs (1000 ImageNet classes and 8 unused)
+
+
+def verify_sha256(path: str | Path, expected: str) -> str:
+    """Check the sha256 of ``path`` against ``expected``: a full 64-digit hex digest, or a prefix of at least 8 hex
+    digits (torch.hub's convention for file names such as ``...-6726825d.pth``). Returns the full digest.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``expected`` is not 8-64 hex digits, or the digest does not start with it (names both).
+    """
+    expected = str(expected).lower()
+    if not 8 <= len(expected) <= 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise ValueError(f"sha256 {expected!r}: expected 8 to 64 hex digits (a digest or its published prefix)")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} not found")
+    digest = sha256_file(path)
+    if not digest.startswith(expected):
+        raise ValueError(f"{path}: sha256 {digest} does not match the expected {expected}"
+                         f"{' (prefix)' if len(expected) < 64 else ''}: a wrong or corrupted file; delete it and "
+                         "download it again")
+    return digest
+
+
+def _tf_avg_pool(x: torch.Tensor) -> torch.Tensor:
+    """3x3 average pool, stride 1, padding 1, averaging over the pixels inside the image only (TF's SAME pooling)."""
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+def _max_pool(x: torch.Tensor) -> torch.Tensor:
+    return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+
+
+def _mixed_a(block, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's InceptionA with TF's pooling (the 35x35 blocks Mixed_5b-5d)."""
+    b5 = block.branch5x5_2(block.branch5x5_1(x))
+    b3 = block.branch3x3dbl_3(block.branch3x3dbl_2(block.branch3x3dbl_1(x)))
+    return torch.cat([block.branch1x1(x), b5, b3, block.branch_pool(_tf_avg_pool(x))], 1)
+
+
+def _mixed_c(block, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's InceptionC with TF's pooling (the 17x17 blocks Mixed_6b-6e)."""
+    b7 = block.branch7x7_3(block.branch7x7_2(block.branch7x7_1(x)))
+    d = x
+    for layer in (block.branch7x7dbl_1, block.branch7x7dbl_2, block.branch7x7dbl_3, block.branch7x7dbl_4,
+                  block.branch7x7dbl_5):
+        d = layer(d)
+    return torch.cat([block.branch1x1(x), b7, d, block.branch_pool(_tf_avg_pool(x))], 1)
+
+
+def _mixed_e(block, x: torch.Tensor, pool) -> torch.Tensor:
+    """torchvision's InceptionE with the pooling ``pool`` of its branch_pool (the 8x8 blocks Mixed_7b, 7c)."""
+    t = block.branch3x3_1(x)
+    d = block.branch3x3dbl_2(block.branch3x3dbl_1(x))
+    return torch.cat([block.branch1x1(x), block.branch3x3_2a(t), block.branch3x3_2b(t), block.branch3x3dbl_3a(d),
+                      block.branch3x3dbl_3b(d), block.branch_pool(pool(x))], 1)
+
+
+class TFInception3(Inception3):
+    """TF Inception-v3 (inception-2015-12-05, the network of the Inception Score) on torchvision's Inception3 skeleton.
+
+    The parameters are torchvision's (same module names, so the PyTorch port of the TF weights loads by name), with
+    1008 classes and no auxiliary head. The forward pass differs from torchvision's where the TF graph does: the
+    pool branches of the 35x35, 17x17 and first 8x8 blocks average over in-image pixels only (TF's SAME padding),
+    and the last block (Mixed_7c) max-pools in that branch; no dropout (evaluation). Facts from the TF graph as
+    torch-fidelity's ``feature_extractor_inceptionv3.py`` documents them; this forward is written here.
+
+    Input: float (N, 3, 299, 299) scaled as (pixel - 128) / 128 (the graph's own input scaling). Output: float
+    (N, 1008) logits without the final bias (``logits_unbiased``, what the IS uses).
+    """
+
+    def __init__(self):
+        super().__init__(num_classes=IS_CLASSES, aux_logits=False, transform_input=False, init_weights=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in (self.Conv2d_1a_3x3, self.Conv2d_2a_3x3, self.Conv2d_2b_3x3, self.maxpool1, self.Conv2d_3b_1x1,
+                      self.Conv2d_4a_3x3, self.maxpool2):
+            x = layer(x)
+        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d):
+            x = _mixed_a(block, x)
+        x = self.Mixed_6a(x)  # InceptionB: no average pool, as in TF
+        for block in (self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e):
+            x = _mixed_c(block, x)
+        x = self.Mixed_7a(x)  # InceptionD: as in TF
+        x = _mixed_e(self.Mixed_7b, x, _tf_avg_pool)
+        x = _mixed_e(self.Mixed_7c, x, _max_pool)
+        pool = torch.flatten(self.avgpool(x), 1)  # (N, 2048)
+        return pool @ self.fc.weight.T
+
+
+def load_is_network(path: str | Path, sha256: str, device: str = "cpu") -> TFInception3:
+    """The IS network with the TF-ported weights of ``path`` (a state dict of torchvision Inception3 names), after
+    checking the file's sha256 (:func:`verify_sha256`).
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (the workflow downloads it: evaluate.fid.inception_score.url).
+        ValueError: sha256 mismatch, or keys that do not match the network (names them).
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"Inception Score weights {path} not found: the download_is_weights rule fetches them "
+                                "from evaluate.fid.inception_score.url, or put the file there by hand")
+    verify_sha256(path, sha256)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = TFInception3()
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # a counter, unused in eval mode
+    if missing or unexpected:
+        raise ValueError(f"{path}: not the TF Inception-v3 weights (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+    return net.eval().requires_grad_(False).to(device)
+
+
+def is_preprocess(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C), C in {1, 3} -> float32 (N, 3, 299, 299) in [-1, 1): each image resized to 299x299 with PIL
+    bilinear (authors' code: rebm/eval/inception_score.py, torchvision ``Resize((299, 299))`` on PIL images before
+    torchmetrics' InceptionScore), gray replicated to RGB, then (pixel - 128) / 128 as in the TF graph."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"expected uint8 images (N, H, W, 1|3), got {images.dtype} {images.shape}")
+    out = []
+    for img in images:
+        pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).convert("RGB")
+        if pil.size != (IS_INPUT_SIZE, IS_INPUT_SIZE):
+            pil = pil.resize((IS_INPUT_SIZE, IS_INPUT_SIZE), Image.BILINEAR)
+        out.append(np.asarray(pil, dtype=np.uint8))
+    x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
+    return (x - 128.0) / 128.0
+
+
+@torch.inference_mode()
+def inception_logits(network: torch.nn.Module, images: np.ndarray, device: str = "cpu",
+                     batch_size: int | None = None) -> np.ndarray:
+    """Unbiased IS logits float64 (N, 1008) of uint8 images (N, H, W, C) (:func:`is_preprocess`, then ``network``).
+    ``batch_size`` None takes 10 on a CPU and 200 on a GPU."""
+    batch_size = batch_size or (10 if device == "cpu" else 200)
+    out = []
+    for start in progress(range(0, len(images), batch_size), "inception logits"):
+        x = is_preprocess(np.asarray(images[start:start + batch_size])).to(device)
+        out.append(network(x).double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, IS_CLASSES))

@@ -116,24 +116,60 @@ def fid_from_features(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.nd
     return float(np.sum((mu - mu_ref) ** 2) + np.trace(sigma) + np.trace(sigma_ref) - 2.0 * trace_sqrt)
 
 
-def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
-    """Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))), mean and std over ``splits`` splits.
+def inception_score_from_probs(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """Inception Score (Salimans et al. 2016) of class probabilities, mean and std over ``splits`` splits.
+
+    Split s holds rows [s N // splits, (s + 1) N // splits) (torch-fidelity's split boundaries; no shuffling here).
+    For each split, IS_s = exp(mean_x KL(p(y|x) || p(y))) with p(y) the split's mean of p(y|x); the result is the
+    mean and the population standard deviation (numpy's std, as torch-fidelity and Salimans et al.'s code) of the
+    IS_s. Terms with p(y|x) = 0 contribute 0 (0 log 0 = 0). Uniform predictions give 1; one-hot predictions spread
+    evenly over K classes within every split give K.
 
     Args:
-        logits: (N, K) classifier logits (the Inception network's for the standard IS).
-        splits: number of equal splits.
+        probs: (N, K) float probabilities, rows summing to 1.
+        splits: number of splits, 1 <= splits <= N.
+
+    Raises:
+        ValueError: ``probs`` not (N, K), N < splits, or rows that are not probability distributions.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or splits < 1 or len(probs) < splits:
+        raise ValueError(f"inception_score needs (N, K) probabilities with N >= splits >= 1 (at least {splits} "
+                         f"samples), got {probs.shape}")
+    if probs.min() < 0 or not np.allclose(probs.sum(1), 1.0, atol=1e-6):
+        raise ValueError("inception_score_from_probs: rows must be probability distributions (non-negative, sum 1)")
+    n, scores = len(probs), []
+    for s in range(splits):
+        part = probs[s * n // splits:(s + 1) * n // splits]
+        marginal = part.mean(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(part > 0, part * (np.log(part) - np.log(marginal)), 0.0)
+        scores.append(np.exp(terms.sum(1).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def inception_score(logits: np.ndarray, splits: int = 10, shuffle_seed: int | None = None) -> tuple[float, float]:
+    """Inception Score (Salimans et al. 2016) of classifier logits: softmax, then :func:`inception_score_from_probs`.
+
+    Args:
+        logits: (N, K) logits; for the standard IS the TF Inception-v3 (2015-12-05) logits over its 1008 classes
+            without the final bias (torch-fidelity's ``logits_unbiased``, the MatMul that Salimans et al.'s code reads).
+        splits: number of splits (10 in the standard protocol).
+        shuffle_seed: when not None, the rows are permuted by ``np.random.RandomState(shuffle_seed).permutation(N)``
+            before splitting (torch-fidelity shuffles with seed 2020), so that samples ordered by class (conditional
+            sampling writes y = arange(N) % K) do not bias the per-split marginals.
+
+    Returns:
+        (mean, std) over the splits.
 
     Raises:
         ValueError: when N < splits.
     """
     logits = np.asarray(logits, dtype=np.float64)
-    if len(logits) < splits:
-        raise ValueError(f"inception_score needs at least {splits} samples, got {len(logits)}")
+    if logits.ndim != 2 or len(logits) < splits:
+        raise ValueError(f"inception_score needs at least {splits} samples of (N, K) logits, got {logits.shape}")
+    if shuffle_seed is not None:
+        logits = logits[np.random.RandomState(shuffle_seed).permutation(len(logits))]
     logp = logits - logits.max(1, keepdims=True)
     logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
-    scores = []
-    for part in np.array_split(logp, splits):
-        p = np.exp(part)
-        log_marginal = np.log(p.mean(0) + 1e-12)
-        scores.append(np.exp(np.mean(np.sum(p * (part - log_marginal), axis=1))))
-    return float(np.mean(scores)), float(np.std(scores))
+    return inception_score_from_probs(np.exp(logp), splits)

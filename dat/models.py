@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dat.io import progress
+from dat.registry import WIDE_RESNET_NORMS
 
 
 class Normalize(nn.Module):
@@ -84,27 +85,46 @@ class SmallResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))  # (N, C, H, W) -> (N, C) -> (N, K)
 
 
-class _WideBlock(nn.Module):
-    """Pre-activation wide residual block (Zagoruyko & Komodakis 2016)."""
+def _act(x: torch.Tensor, leak: float) -> torch.Tensor:
+    """ReLU (``leak == 0``, the default network) or LeakyReLU with negative slope ``leak`` (JEM's WRN: 0.2)."""
+    return F.relu(x) if leak == 0 else F.leaky_relu(x, leak)
 
-    def __init__(self, c_in: int, c_out: int, stride: int):
+
+def _wide_norm(channels: int, norm: str) -> nn.Module:
+    """BatchNorm2d for ``norm="batch"``, the identity for ``"none"`` (JEM's WRN: no normalisation layers)."""
+    if norm not in WIDE_RESNET_NORMS:
+        raise ValueError(f"wide_resnet norm must be one of {', '.join(WIDE_RESNET_NORMS)}, got {norm!r}")
+    return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
+
+
+class _WideBlock(nn.Module):
+    """Pre-activation wide residual block (Zagoruyko & Komodakis 2016); without BatchNorm its convolutions carry
+    biases and the activation may be leaky (JEM's variant)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, norm: str = "batch", leak: float = 0.0):
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(c_in)
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.shortcut = None if (stride == 1 and c_in == c_out) else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+        bias = norm == "none"  # a BatchNorm's shift replaces the bias; without one the convolutions need theirs
+        self.bn1 = _wide_norm(c_in, norm)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=bias)
+        self.bn2 = _wide_norm(c_out, norm)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=bias)
+        self.shortcut = None if (stride == 1 and c_in == c_out) else nn.Conv2d(c_in, c_out, 1, stride, bias=bias)
+        self.leak = leak
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = F.relu(self.bn1(x))
-        out = self.conv2(F.relu(self.bn2(self.conv1(pre))))
+        pre = _act(self.bn1(x), self.leak)
+        out = self.conv2(_act(self.bn2(self.conv1(pre)), self.leak))
         return out + (x if self.shortcut is None else self.shortcut(pre))
 
 
 class WideResNet(nn.Module):
     """WRN-depth-k for 32x32 inputs (Zagoruyko & Komodakis 2016), as used for CIFAR by RATIO and DAT.
 
-    WRN-34-10 (``depth=34, widen_factor=10``) has about 46.2M parameters.
+    WRN-34-10 (``depth=34, widen_factor=10``) has about 46.2M parameters. ``norm="none"`` with ``leak=0.2`` is the
+    WRN-28-10 of JEM (Grathwohl et al. 2020) and EB-JDAT: no BatchNorm, convolutions with biases, LeakyReLU(0.2)
+    (settings of the authors' code: norm None, dropout 0, leak 0.2; our block keeps its stride in the first
+    convolution and its projection on the pre-activation). The defaults (``norm="batch"``, ``leak=0``: ReLU) are the
+    BatchNorm network every other run uses.
     """
 
     def __init__(
@@ -115,6 +135,8 @@ class WideResNet(nn.Module):
         std: Sequence[float],
         depth: int = 34,
         widen_factor: int = 10,
+        norm: str = "batch",
+        leak: float = 0.0,
     ):
         super().__init__()
         if (depth - 4) % 6:
@@ -122,18 +144,19 @@ class WideResNet(nn.Module):
         n = (depth - 4) // 6
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.normalize = Normalize(mean, std)
-        self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=norm == "none")
         blocks, c_in = [], widths[0]
         for stage, width in enumerate(widths[1:]):
             for j in range(n):
-                blocks.append(_WideBlock(c_in, width, stride=2 if (stage > 0 and j == 0) else 1))
+                blocks.append(_WideBlock(c_in, width, stride=2 if (stage > 0 and j == 0) else 1, norm=norm, leak=leak))
                 c_in = width
         self.blocks = nn.Sequential(*blocks)
-        self.bn = nn.BatchNorm2d(c_in)
+        self.bn = _wide_norm(c_in, norm)
         self.fc = nn.Linear(c_in, num_classes)
+        self.leak = leak
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn(self.blocks(self.stem(self.normalize(x)))))
+        h = _act(self.bn(self.blocks(self.stem(self.normalize(x)))), self.leak)
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
@@ -175,35 +198,53 @@ def torchvision_resnet(num_classes: int, in_channels: int, mean: Sequence[float]
     return Normalized(net, mean, std)
 
 
-def conv_stem(in_channels: int, width: int) -> nn.Sequential:
-    """Convolutional stem replacing ConvNeXt's 4x4 patchify stem (Singh, Croce & Hein 2023, "Revisiting
-    Adversarial Training for ImageNet"): two 3x3 stride-2 convolutions with LayerNorm and GELU between them,
-    overall stride 4 like the patchify stem, ending in the LayerNorm the first stage expects.
-    """
-    from timm.layers import LayerNorm2d
+class ConvStem(nn.Module):
+    """Convolutional stem replacing ConvNeXt's 4x4 patchify stem (Singh, Croce & Hein 2023, "Revisiting Adversarial
+    Training for ImageNet"; layout of their published checkpoints, github nmndeep/revisiting-at,
+    utils_architecture.py): 3x3 convolutions with bias and padding 1, each followed by a LayerNorm over the channels
+    (eps 1e-6) and GELU, overall stride 4 like the patchify stem.
 
-    return nn.Sequential(
-        nn.Conv2d(in_channels, width // 2, kernel_size=3, stride=2, padding=1),
-        LayerNorm2d(width // 2),
-        nn.GELU(),
-        nn.Conv2d(width // 2, width, kernel_size=3, stride=2, padding=1),
-        LayerNorm2d(width),
-    )
+    - ``width`` 96 (ConvNeXt-T/S, their ``ConvBlock1(48)``): 3 -> 48 (stride 2) -> 96 (stride 2);
+    - ``width`` >= 128 (ConvNeXt-B 128, ConvNeXt-L 192, their ``ConvBlock3(width / 2)``): 3 -> width/2 (stride 2)
+      -> 3 width/4 (stride 2) -> width (stride 1); ConvNeXt-L: 96, 144, 192.
+
+    Parameters sit under ``stem.<i>`` (convolutions i = 0, 3, 6, LayerNorms 1, 4, 7), the published key names.
+    Maps (N, in_channels, H, W) to (N, width, ceil(H / 4), ceil(W / 4)).
+    """
+
+    def __init__(self, in_channels: int, width: int):
+        super().__init__()
+        from timm.layers import LayerNorm2d
+
+        widths, strides = ((width // 2, 3 * width // 4, width), (2, 2, 1)) if width >= 128 else ((width // 2, width), (2, 2))
+        layers, c_in = [], in_channels
+        for c_out, stride in zip(widths, strides):
+            layers += [nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1), LayerNorm2d(c_out, eps=1e-6),
+                       nn.GELU()]
+            c_in = c_out
+        self.stem = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x)
 
 
 def timm_convnext(num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float],
-                  variant: str = "convnext_large", convstem: bool = True, drop_path_rate: float = 0.0) -> nn.Module:
+                  variant: str = "convnext_large", convstem: bool = True, drop_path_rate: float = 0.0,
+                  depths: Sequence[int] | None = None) -> nn.Module:
     """ConvNeXt from timm (Liu et al. 2022), randomly initialised, LayerNorm (stage 2 leaves it unchanged).
 
-    ``variant="convnext_large"`` with ``convstem=True`` is the paper's ConvNeXt-L + ConvStem (about 198M parameters
-    at K=1000). Published robust weights are loaded through the run's ``init_from``, never downloaded here.
+    ``variant="convnext_large"`` with ``convstem=True`` is the paper's ConvNeXt-L + ConvStem (:class:`ConvStem`;
+    198.1M parameters at K=1000). ``depths`` (blocks per stage) replaces the variant's, keeping its widths (default:
+    the variant's, e.g. (3, 3, 27, 3) for ConvNeXt-L). Published robust weights are loaded through the run's
+    ``init_from``, never downloaded here.
     """
     import timm
 
+    extra = {} if depths is None else {"depths": tuple(depths)}
     net = timm.create_model(variant, pretrained=False, num_classes=num_classes, in_chans=in_channels,
-                            drop_path_rate=drop_path_rate)
+                            drop_path_rate=drop_path_rate, **extra)
     if convstem:
-        net.stem = conv_stem(in_channels, net.stem[0].out_channels)
+        net.stem = ConvStem(in_channels, net.stem[0].out_channels)
     return Normalized(net, mean, std)
 
 

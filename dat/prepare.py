@@ -11,6 +11,13 @@ Examples::
     python -m dat.prepare splits --config results/data/fmnist/dataset.json --out-dir results/data/fmnist
     python -m dat.prepare ood --config results/data/fmnist/dataset.json --name mnist5k --out results/data/fmnist/ood_mnist5k.npz
     python -m dat.prepare download --source cifar10 --root resources/cifar10 --done results/downloads/cifar10.json
+    python -m dat.prepare weights --url https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth \
+        --sha256 6726825d --out resources/inception/weights-inception-2015-12-05-6726825d.pth \
+        --done results/downloads/inception/weights-inception-2015-12-05-6726825d.pth.json
+
+``weights`` fetches a weights file (the Inception Score network's) unless it is already at ``--out``, and checks its
+sha256 either way (a full digest or the published prefix); a wrong file fails, naming both digests, and is never
+used.
 """
 
 from __future__ import annotations
@@ -59,19 +66,61 @@ def parse_args(argv=None):
     b.add_argument("--seed", type=int, default=None, help="selection/crop seed (default: the dataset's subset_seed)")
     b.add_argument("--split", choices=("train", "test"), default="test",
                    help="split of a dataset OOD set: test (evaluation) or train (auxiliary chain starts)")
+    b.add_argument("--root", default=None, help="folder of a dataset or folder OOD set (default: the config's "
+                   "ood_roots.<name>; the workflow passes datasets.<name>.ood_roots.<set>)")
     b.add_argument("--out", type=Path, required=True)
     c = sub.add_parser("download", help="fetch a dataset's files with torchvision's downloaders (checksums verified)")
     c.add_argument("--source", required=True, help="fashion_mnist, mnist, cifar10, cifar100 or svhn (ImageNet and Open "
                    "Images are downloaded by hand)")
     c.add_argument("--root", required=True, help="folder that receives the files")
     c.add_argument("--done", type=Path, required=True, help="marker file written when both splits load")
+    d = sub.add_parser("weights", help="fetch a network's weights file (checksum verified)")
+    d.add_argument("--url", default=None, help="where to download it from when --out is missing")
+    d.add_argument("--sha256", required=True, help="expected sha256: a full digest or a prefix of >= 8 hex digits")
+    d.add_argument("--out", type=Path, required=True, help="the weights file")
+    d.add_argument("--done", type=Path, required=True, help="marker file written once the file checks out")
     return p.parse_args(argv)
+
+
+def fetch_weights(url: str | None, sha256: str, out: Path) -> str:
+    """Download ``url`` to ``out`` (through a temporary file, renamed only once its sha256 matches) unless ``out``
+    exists; check the sha256 of ``out`` either way. Returns the full digest.
+
+    Raises:
+        FileNotFoundError: ``out`` is missing and no ``url`` is given.
+        ValueError: the sha256 does not match (the downloaded file is deleted; a file in place is left for the user).
+    """
+    from dat.inception import verify_sha256
+
+    if not out.exists():
+        if not url:
+            raise FileNotFoundError(f"{out} not found and no URL to download it from "
+                                    "(evaluate.fid.inception_score.url)")
+        from torch.hub import download_url_to_file
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.part")
+        log.info("downloading %s -> %s", url, out)
+        download_url_to_file(url, str(tmp), progress=False)
+        try:
+            verify_sha256(tmp, sha256)
+        except ValueError:
+            tmp.unlink()
+            raise
+        tmp.replace(out)
+    return verify_sha256(out, sha256)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     start(args, threads=False, device=False)
     t0 = time.time()
+    if args.mode == "weights":
+        digest = fetch_weights(args.url, args.sha256, args.out)
+        write_json({"path": str(args.out), "url": args.url, "sha256": digest, "time_s": round(time.time() - t0, 2),
+                    **provenance()}, args.done)
+        log.info("%s: sha256 %s", args.out, digest)
+        return 0
     if args.mode == "download":
         counts = {split: int(len(load_split(args.source, args.root, split, download=True)[1])) for split in ("train", "test")}
         write_json({"source": args.source, "root": args.root, "images": counts, "time_s": round(time.time() - t0, 2),
@@ -82,9 +131,9 @@ def main(argv=None) -> int:
     if args.mode == "ood":
         n = args.n if args.n is not None else ds.get("n_ood", 1024)
         seed = args.seed if args.seed is not None else ds.get("subset_seed", 0)
-        x = load_ood(args.name, n, ds["channels"], ds["image_size"], seed=seed,
-                     root=(ds.get("ood_roots") or {}).get(args.name), download=ds.get("download", False),
-                     split=args.split)
+        root = args.root or (ds.get("ood_roots") or {}).get(args.name)
+        x = load_ood(args.name, n, ds["channels"], ds["image_size"], seed=seed, root=root,
+                     download=ds.get("download", False), split=args.split)
         save_images(args.out, x)
         log.info("OOD set %s: %d images %s -> %s", args.name, len(x), x.shape[1:], args.out)
         return 0

@@ -55,11 +55,13 @@ CHAIN_STARTS = ("noise", "ood")  # train.bce.init, train.ratio.init
 PRECISIONS = ("fp32", "bf16")
 DIVERGENCE_ACTIONS = ("fail", "keep_last")  # train.on_divergence
 ARCHITECTURES = ("resnet_small", "wide_resnet", "torchvision_resnet", "timm_convnext")  # models.<name>.arch
-INIT_FORMATS = ("dat", "robustness", "state_dict", "robustbench")  # runs.<name>.init_from.format
+WIDE_RESNET_NORMS = ("batch", "none")  # models.<name>.kwargs.norm of arch wide_resnet (none: JEM's WRN-28-10)
+INIT_FORMATS = ("dat", "robustness", "state_dict", "robustbench", "revisiting_at")  # runs.<name>.init_from.format
 
 # -- evaluation and report -------------------------------------------------------------------------------------
-SAMPLING_STARTS = ("noise", "train")  # sampling.init
+SAMPLING_STARTS = ("noise", "train", "ood")  # sampling.init
 WEIGHTS = ("ema", "raw")  # evaluate.weights
+CHECKPOINTS = ("final", "best_fid")  # evaluate.checkpoint (dat.select_checkpoint)
 AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
 FID_EXTRACTORS = ("auto", "shipped", "cleanfid")
 TABLE_KINDS = ("main", "reproductions", "sampling", "conditional", "ood", "calibration", "counterfactual")

@@ -78,6 +78,59 @@ FIGURE_GROUPS: dict[str, FigureGroup] = {
 }
 FIGURE_EXTENSIONS = ("png", "pdf")
 
+# table kinds that report FID or sampling steps: every run of one dataset in such a table samples from one chain source
+SAMPLING_KINDS = ("main", "reproductions", "sampling", "conditional")
+
+
+def marked_label(label: str, note: str) -> str:
+    """``label`` with ``note`` added in its parentheses: ``RATIO (CIFAR-10)`` -> ``RATIO (CIFAR-10, noise OOD)``,
+    ``RATIO`` -> ``RATIO (noise OOD)``."""
+    return f"{label[:-1]}, {note})" if label.endswith(")") and "(" in label else f"{label} ({note})"
+
+
+def row_label(label: str, method: dict) -> str:
+    """The printed label of a table or figure row from its config label and its run's method block (train_overrides
+    merged): a RATIO run (a ``ratio`` block) trained against another out-distribution set than the paper's 80M Tiny
+    Images says which one, ``noise OOD`` for uniform noise (``ratio.init: noise``) or ``<set> OOD`` for a named set;
+    a ``file:``/``npz:`` set (a copy of 80M Tiny Images) and every other run keep their label. Generated from the
+    config, so the label can never disagree with what the run trained on."""
+    ratio = method.get("ratio")
+    if not ratio:
+        return label
+    if ratio.get("init", "noise") == "noise":
+        return marked_label(label, "noise OOD")
+    name = ratio.get("ood_set") or ""
+    return label if name.startswith(("file:", "npz:")) else marked_label(label, f"{name} OOD")
+
+
+def chain_source(sampling: dict, method: dict) -> str:
+    """Where a run's test-time chains start (grid search, final and unconditional samples, snapshots), the name that
+    grid.json and fid.json record as ``starts``: ``sampling.init`` ``noise`` -> ``noise``; ``ood`` -> the dataset's
+    ``sampling.ood_set``; ``train`` -> the ood_set of the run's bce or ratio block when that block has ``init: ood``,
+    else ``noise``.
+
+    Args:
+        sampling: the run's sampling block (the global one merged with its dataset's keys).
+        method: the run's method block (train_overrides merged).
+    """
+    init = sampling.get("init", "noise")
+    if init == "ood":
+        return sampling["ood_set"]
+    if init == "train":
+        aux = method.get("bce") or method.get("ratio") or {}
+        if aux.get("init") == "ood":
+            return aux["ood_set"]
+    return "noise"
+
+
+def mixed_sources(rows: dict[str, tuple[str, str]]) -> dict[str, dict[str, str]]:
+    """The datasets whose runs start their chains from different sources: dataset -> {run: source} for each dataset
+    of ``rows`` (run -> (dataset, source)) with more than one source; empty when every dataset is uniform."""
+    by_dataset: dict[str, dict[str, str]] = {}
+    for run, (dataset, source) in rows.items():
+        by_dataset.setdefault(dataset, {})[run] = source
+    return {ds: runs for ds, runs in by_dataset.items() if len(set(runs.values())) > 1}
+
 
 def figure_stems(group: str, runs: list[str]) -> list[str]:
     """The file stems (no folder, no extension) a figure group writes for the given run names, in order.

@@ -29,8 +29,11 @@ TABLE1_CSV_COLUMNS = [
     "run", "method", "acc_clean", "acc_robust_autoattack", "acc_robust_pgd", "is_mean", "is_std", "fid", "fid_floor",
     "chosen_steps", "n_samples", "n_ref", "n_autoattack", "n_clean", "extractor",
     # audit columns beyond the paper's table
-    "dataset", "norm", "eps", "n_pgd", "n_floor", "is_note", "diverged_at_step", "kept_step",
+    "dataset", "starts", "norm", "eps", "n_pgd", "n_floor", "is_note", "diverged_at_step", "kept_step", "checkpoint",
+    "selected_step",
 ]
+# which checkpoint each row measured (dat.tables.checkpoint_fields); "selection" (the record) stays out of the CSVs
+CHECKPOINT_COLUMNS = ["checkpoint", "selected_step", "selection"]
 SCORE_LATEX = {"energy": r"$-E(x)$", "max_softmax": r"$\max_y p(y|x)$"}
 NORM_LATEX = {"L2": r"$\ell_2$", "Linf": r"$\ell_\infty$"}
 
@@ -131,10 +134,35 @@ def table1_record(label: str, run_dir: str | os.PathLike) -> dict:
         "n_ref": fid.get("n_ref"), "n_autoattack": aa.get("n_examples"), "n_clean": robust.get("n_clean"),
         "extractor": fid.get("extractor"), "dataset": fid.get("dataset", robust.get("dataset")),
         "norm": robust.get("norm"), "eps": robust.get("eps_str", robust.get("eps")), "n_pgd": pgd.get("n_examples"),
-        "n_floor": fid.get("n_floor"), "is_note": fid.get("is_note"),
+        "n_floor": fid.get("n_floor"), "is_note": fid.get("is_note"), "starts": fid.get("starts", "noise"),
         "autoattack_version": aa.get("version"), "autoattack_package": aa.get("package"),
-        **_diverged_fields(robust),
+        **_diverged_fields(robust), **checkpoint_fields(robust),
     }
+
+
+def checkpoint_fields(result: dict) -> dict:
+    """Which checkpoint of its run a result JSON measured, from its ``checkpoint.selection`` record:
+    ``checkpoint`` (``final`` or ``best_fid``; missing for a file of before the record), ``selected_step`` (the
+    update of a best-FID checkpoint, else missing) and ``selection`` (the record, for the note of
+    :func:`selection_notes`; not a CSV column)."""
+    sel = (result.get("checkpoint") or {}).get("selection") or {}
+    best = sel.get("checkpoint") == "best_fid"
+    return {"checkpoint": sel.get("checkpoint"), "selected_step": sel.get("step") if best else None,
+            "selection": sel if best else None}
+
+
+def selection_notes(records: Sequence[dict]) -> list[str]:
+    """One note per run evaluated at its best-FID stage-2 checkpoint (``evaluate.checkpoint: best_fid``), saying
+    which update it is and how it was chosen; nothing for runs evaluated at their final model."""
+    notes = []
+    for r in dict((rec["method"], rec) for rec in records if not is_missing(rec.get("selected_step"))).values():
+        sel = r.get("selection") or {}
+        how = (f" (lowest FID, {fmt_num(sel['fid'])}, of the weight snapshots: {fmt_int(sel.get('n_samples'))} "
+               f"samples at $T$ = {fmt_int(sel.get('steps'))})" if not is_missing(sel.get("fid")) else "")
+        of = f" of {fmt_int(sel['final_step'])}" if not is_missing(sel.get("final_step")) else ""
+        notes.append(f"{latex_escape(r['method'])}: best-FID stage-2 checkpoint, update "
+                     f"{fmt_int(r['selected_step'])}{of}{how}; the other rows and columns of this run measure it too.")
+    return notes
 
 
 def _diverged_fields(robust: dict) -> dict:
@@ -164,7 +192,7 @@ def table1_frame(rows: Sequence[tuple[str, str | os.PathLike]]) -> pd.DataFrame:
 
 REPRODUCTIONS_CSV_COLUMNS = [
     "method", "origin", "source", "dataset", "architecture", "acc_clean", "acc_robust", "threat_model", "fid", "is_mean",
-    "run", "n_clean", "n_autoattack", "n_samples", "diverged_at_step", "kept_step",
+    "run", "n_clean", "n_autoattack", "n_samples", "diverged_at_step", "kept_step", "checkpoint", "selected_step",
 ]
 
 
@@ -196,13 +224,14 @@ def reproductions_frame(rows: Sequence[dict], reported: Sequence[dict] = ()) -> 
             "fid": rec["fid"], "is_mean": rec["is_mean"], "run": rec["run"], "n_clean": rec["n_clean"],
             "n_autoattack": rec["n_autoattack"], "n_samples": rec["n_samples"],
             "diverged_at_step": rec["diverged_at_step"], "kept_step": rec["kept_step"],
+            "checkpoint": rec["checkpoint"], "selected_step": rec["selected_step"], "selection": rec["selection"],
         })
     for r in reported:
         pct = lambda key: None if r.get(key) is None else float(r[key]) / 100.0  # noqa: E731
         out.append({"method": r["label"], "origin": "reported", "source": r["source"], "dataset": r["dataset"],
                     "architecture": r.get("architecture"), "acc_clean": pct("acc"), "acc_robust": pct("robust_acc"),
                     "threat_model": r.get("threat_model"), "fid": r.get("fid"), "is_mean": r.get("is")})
-    df = pd.DataFrame(out, columns=REPRODUCTIONS_CSV_COLUMNS)
+    df = pd.DataFrame(out, columns=REPRODUCTIONS_CSV_COLUMNS + ["selection"])
     order = {d: i for i, d in enumerate(dict.fromkeys(df["dataset"]))}
     df["_d"], df["_o"] = df["dataset"].map(order), (df["origin"] != "ours").astype(int)
     return df.sort_values(["_d", "_o"], kind="stable").drop(columns=["_d", "_o"]).reset_index(drop=True)
@@ -235,7 +264,7 @@ def reproductions_latex(df: pd.DataFrame, title: str = "Baseline reproductions")
     )
     header = ["Dataset", "Model", "Origin", "Architecture", r"Acc (\%)", r"Robust Acc (\%)", "Threat model", "FID", "IS"]
     return latex_table(header, rows, caption=caption, label="tab:table7", align="lllll" + "r" * 2 + "l" + "rr",
-                       notes=notes)
+                       notes=notes + selection_notes(ours))
 
 
 def sampling_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
@@ -247,9 +276,9 @@ def sampling_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str])
             rows.append({"run": run, "method": label, "steps": int(steps), "fid": fid,
                          "chosen": int(steps) == int(g["chosen_steps"]), "step_size": g.get("step_size"),
                          "starts": g.get("starts", "noise"), "n_samples": g.get("n_samples"), "n_ref": g.get("n_ref"),
-                         "extractor": g.get("extractor")})
+                         "extractor": g.get("extractor"), **checkpoint_fields(g)})
     return pd.DataFrame(rows, columns=["run", "method", "steps", "fid", "chosen", "step_size", "starts", "n_samples",
-                                       "n_ref", "extractor"])
+                                       "n_ref", "extractor", *CHECKPOINT_COLUMNS])
 
 
 def starts_label(name: str) -> str:
@@ -260,10 +289,17 @@ def starts_label(name: str) -> str:
     return Path(name.split(":", 1)[1]).name if name.startswith(("file:", "npz:")) else name
 
 
+def starts_text(records: Sequence[dict]) -> str:
+    """The chain source of the records' samples for a caption (:func:`starts_label` of each ``starts``), one name
+    when all agree, else each with its method."""
+    return same_or_each(records, "starts", fmt=lambda v: latex_escape(starts_label("noise" if is_missing(v) else v)))
+
+
 def conditional_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
     """Conditional vs unconditional FID per run (paper Table 9) from ``metrics/fid.json`` and
     ``metrics/fid_uncond.json``: run, method, dataset, fid_conditional, fid_unconditional, steps, n_samples, n_ref,
-    extractor. Runs without both files are left out (logged). Raises ValueError when a file holds the other mode."""
+    extractor, starts (the chain source of both sample sets). Runs without both files are left out (logged).
+    Raises ValueError when a file holds the other mode."""
     rows = []
     conds = {run: c for run, _, c in collect_json(run_dirs, labels, "metrics/fid.json")}
     for run_dir, label in zip(run_dirs, labels):
@@ -276,9 +312,10 @@ def conditional_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[st
                 raise ValueError(f"{run_dir}/metrics/{name}: conditional is {data['conditional']}, expected {want}")
         rows.append({"run": run_name(run_dir), "method": label, "dataset": cond.get("dataset"),
                      "fid_conditional": cond["fid"], "fid_unconditional": uncond["fid"], "steps": cond.get("steps"),
+                     "starts": cond.get("starts", "noise"),
                      "n_samples": cond.get("n_samples"), "n_ref": cond.get("n_ref"), "extractor": cond.get("extractor")})
     return pd.DataFrame(rows, columns=["run", "method", "dataset", "fid_conditional", "fid_unconditional", "steps",
-                                       "n_samples", "n_ref", "extractor"])
+                                       "starts", "n_samples", "n_ref", "extractor"])
 
 
 def ood_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
@@ -288,17 +325,18 @@ def ood_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> p
         for r in o["rows"]:
             rows.append({"run": run, "method": label, "ood_set": r["ood_set"], "score": r["score"],
                          "attack": r["attack"], "auroc": r["auroc"], "n_out": r.get("n_out"), "n_in": o.get("n_in"),
-                         "eps_o": o.get("eps_o"), "attack_steps": o.get("steps")})
+                         "eps_o": o.get("eps_o"), "attack_steps": o.get("steps"), **checkpoint_fields(o)})
     return pd.DataFrame(rows, columns=["run", "method", "ood_set", "score", "attack", "auroc", "n_out", "n_in", "eps_o",
-                                       "attack_steps"])
+                                       "attack_steps", *CHECKPOINT_COLUMNS])
 
 
 def calibration_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
     """ECE per run: run, method, ece, acc_clean, n_bins, n_examples."""
     rows = [{"run": run, "method": label, "ece": c["ece"], "acc_clean": c.get("acc_clean"), "n_bins": c.get("n_bins"),
-             "n_examples": c.get("n_examples")}
+             "n_examples": c.get("n_examples"), **checkpoint_fields(c)}
             for run, label, c in collect_json(run_dirs, labels, "metrics/calibration.json")]
-    return pd.DataFrame(rows, columns=["run", "method", "ece", "acc_clean", "n_bins", "n_examples"])
+    return pd.DataFrame(rows, columns=["run", "method", "ece", "acc_clean", "n_bins", "n_examples",
+                                       *CHECKPOINT_COLUMNS])
 
 
 def counterfactual_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
@@ -307,8 +345,8 @@ def counterfactual_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence
     for run, label, c in collect_json(run_dirs, labels, "metrics/counterfactual.json"):
         for radius, fid, conf in zip(c["radii"], c["fid"], c["confidence"]):
             rows.append({"run": run, "method": label, "radius": float(radius), "fid": fid, "confidence": conf,
-                         "n_images": c.get("n_images")})
-    return pd.DataFrame(rows, columns=["run", "method", "radius", "fid", "confidence", "n_images"])
+                         "n_images": c.get("n_images"), **checkpoint_fields(c)})
+    return pd.DataFrame(rows, columns=["run", "method", "radius", "fid", "confidence", "n_images", *CHECKPOINT_COLUMNS])
 
 
 def flatten_numeric(obj: Any, prefix: str) -> list[tuple[str, int | float]]:
@@ -483,9 +521,10 @@ def table1_latex(df: pd.DataFrame, dataset_label: str) -> str:
         + (f", {same_or_each(recs, 'n_floor')} images" if any(not is_missing(r.get('n_floor')) for r in recs) else "")
         + f"): {same_or_each(recs, 'fid_floor', fmt=fmt_num)}. "
         f"Feature extractor: {same_or_each(recs, 'extractor', fmt=fmt_text)}. "
-        f"$T$: sampling steps chosen by the FID grid search. {_runs_sentence(recs)}"
+        f"$T$: sampling steps chosen by the FID grid search. Chains start from {starts_text(recs)}. "
+        f"{_runs_sentence(recs)}"
     )
-    notes = div_notes + [f"IS n/a: ``{n}''" for n in dict.fromkeys(is_notes)]
+    notes = div_notes + selection_notes(recs) + [f"IS n/a: ``{n}''" for n in dict.fromkeys(is_notes)]
     header = ["Method", r"Acc (\%)", r"Robust Acc (\%)", "IS", "FID", "$T$"]
     return latex_table(header, rows, caption=caption, label="tab:table1", notes=notes)
 
@@ -527,7 +566,7 @@ def sampling_latex(df: pd.DataFrame) -> str:
         f"from (paper Table 8's OOD data source). {_runs_sentence(recs)}"
     )
     header = ["$T$"] + [latex_escape(m) for _, m in runs]
-    return latex_table(header, rows, caption=caption, label="tab:sampling")
+    return latex_table(header, rows, caption=caption, label="tab:sampling", notes=selection_notes(recs))
 
 
 def conditional_latex(df: pd.DataFrame) -> str:
@@ -538,8 +577,8 @@ def conditional_latex(df: pd.DataFrame) -> str:
     caption = (
         f"Conditional vs unconditional generation: FID of {same_or_each(recs, 'n_samples')} samples against "
         f"{same_or_each(recs, 'n_ref')} reference training images (extractor "
-        f"{same_or_each(recs, 'extractor', fmt=fmt_text)}), both from the same uniform-noise starts at the $T$ of "
-        f"the conditional grid search (paper Table 9). {_runs_sentence(recs)}"
+        f"{same_or_each(recs, 'extractor', fmt=fmt_text)}), both from the same starts ({starts_text(recs)}) at the $T$ "
+        f"of the conditional grid search (paper Table 9). {_runs_sentence(recs)}"
     )
     header = ["Method", "Dataset", "FID cond.", "FID uncond.", "$T$"]
     return latex_table(header, rows, caption=caption, label="tab:conditional", align="llrrr")
@@ -567,7 +606,8 @@ def ood_latex(df: pd.DataFrame) -> str:
     )
     header = ["Method", "Score"] + ["Clean", "Adv."] * len(sets)
     group = [("", 2)] + [(latex_escape(s), 2) for s in sets]
-    return latex_table(header, rows, caption=caption, label="tab:ood", group_header=group)
+    return latex_table(header, rows, caption=caption, label="tab:ood", group_header=group,
+                       notes=selection_notes(recs))
 
 
 def calibration_latex(df: pd.DataFrame) -> str:
@@ -578,7 +618,8 @@ def calibration_latex(df: pd.DataFrame) -> str:
         f"Expected calibration error (ECE) over {same_or_each(recs, 'n_bins')} equal-width confidence bins on "
         f"{same_or_each(recs, 'n_examples')} clean test images, no temperature scaling. {_runs_sentence(recs)}"
     )
-    return latex_table(["Method", r"ECE (\%)", r"Acc (\%)"], rows, caption=caption, label="tab:calibration")
+    return latex_table(["Method", r"ECE (\%)", r"Acc (\%)"], rows, caption=caption, label="tab:calibration",
+                       notes=selection_notes(recs))
 
 
 def counterfactual_latex(df: pd.DataFrame) -> str:
@@ -596,7 +637,8 @@ def counterfactual_latex(df: pd.DataFrame) -> str:
     )
     header = [r"$\varepsilon$"] + ["FID", r"Conf. (\%)"] * len(runs)
     group = [("", 1)] + [(latex_escape(m), 2) for _, m in runs]
-    return latex_table(header, rows, caption=caption, label="tab:counterfactual", group_header=group)
+    return latex_table(header, rows, caption=caption, label="tab:counterfactual", group_header=group,
+                       notes=selection_notes(recs))
 
 
 # ----------------------------------------------------------------------------------------------------- drivers
@@ -634,7 +676,7 @@ def build_table(spec: dict) -> tuple[pd.DataFrame, str]:
         raise ValueError(f"table kind {kind!r} is not one of {sorted(TABLE_INPUTS)}")
     if kind == "reproductions":
         df = reproductions_frame(rows, spec.get("reported", []))
-        return df, reproductions_latex(df, spec.get("title") or "Baseline reproductions")
+        return df[REPRODUCTIONS_CSV_COLUMNS], reproductions_latex(df, spec.get("title") or "Baseline reproductions")
     if not rows:
         raise ValueError(f"{kind} table: the spec has no rows")
     if kind == "main":
@@ -647,7 +689,7 @@ def build_table(spec: dict) -> tuple[pd.DataFrame, str]:
     if df.empty:
         raise ValueError(f"{kind} table: no run has {' and '.join(TABLE_INPUTS[kind])} "
                          f"({', '.join(map(str, run_dirs))})")
-    return df, latex(df)
+    return df.drop(columns="selection", errors="ignore"), latex(df)
 
 
 def write_table(spec: dict, out_tex: str | os.PathLike, out_csv: str | os.PathLike) -> pd.DataFrame:
@@ -673,6 +715,7 @@ def write_tables(run_dirs: Sequence, labels: Sequence[str], out_dir: str | os.Pa
         if df.empty:
             log.warning("skipped %s table: no run has %s", kind, " and ".join(TABLE_INPUTS[kind]))
             continue
-        _write_twins(df, latex(df), out_dir / f"{kind}.tex", out_dir / f"{kind}.csv")
+        _write_twins(df.drop(columns="selection", errors="ignore"), latex(df), out_dir / f"{kind}.tex",
+                     out_dir / f"{kind}.csv")
         written += [out_dir / f"{kind}.tex", out_dir / f"{kind}.csv"]
     return written

@@ -363,7 +363,8 @@ class Trainer:
         parts = [x_lab, x_p, x_q]
         if cfg.ebjdat:
             e = cfg.ebjdat
-            parts.append(ebjdat_attack(self.attack_model, x.clamp(0, 1), eps=e.attack_eps, step_size=e.attack_step_size,
+            # the noisy labelled batch and its labels, as the authors' code attacks them (x_lab, y_lab)
+            parts.append(ebjdat_attack(self.attack_model, x_lab, y, eps=e.attack_eps, step_size=e.attack_step_size,
                                        steps=e.attack_steps, norm=e.attack_norm, project_to_ball=e.attack_project,
                                        generator=self.generator))
         set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)

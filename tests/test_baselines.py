@@ -83,13 +83,32 @@ def test_replay_buffer_reinitialises_the_configured_fraction_and_stores_updates(
         ReplayBuffer(10, (1, 2, 2), reinit=1.5, generator=g)
 
 
-def test_ebjdat_attack_stays_in_its_ball_and_raises_the_logits(tiny_model):
+def test_ebjdat_attack_stays_in_its_ball_and_raises_the_true_logits(tiny_model):
     x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(16) % 4  # TinyConv: K = 4
     eps = 4 / 255
-    x_adv = ebjdat_attack(tiny_model, x, eps=eps, step_size=1 / 255, steps=5, generator=torch.Generator().manual_seed(3))
+    x_adv = ebjdat_attack(tiny_model, x, y, eps=eps, step_size=1 / 255, steps=5,
+                          generator=torch.Generator().manual_seed(3))
     assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     with torch.no_grad():
-        assert tiny_model(x_adv).sum() > tiny_model(x).sum()
-    free = ebjdat_attack(tiny_model, x, eps=eps, step_size=4 / 255, steps=5, project_to_ball=False,
+        true_logit = lambda z: tiny_model(z).gather(1, y.view(-1, 1)).sum()  # noqa: E731
+        assert true_logit(x_adv) > true_logit(x)
+    free = ebjdat_attack(tiny_model, x, y, eps=eps, step_size=4 / 255, steps=5, project_to_ball=False,
                          generator=torch.Generator().manual_seed(3))
     assert (free - x).abs().max() > eps + 1e-4  # the released code's variant leaves the ball
+
+
+def test_ebjdat_attack_ascends_the_true_label_logit_not_the_sum_of_logits():
+    """EB-JDAT's attack (authors' code: sampleXadv, the forward with y) raises f(x_adv)[y]. On a linear model whose
+    logit sum falls where logit 0 rises (f = (w.x) [1, -3]), ascending the sum would lower the true logit of y = 0;
+    the logit direction n(f) stays the same inside the ball, so only the true-label term moves x_adv."""
+    w = torch.full((1, 4, 4), 1.0 / 16)
+    model = lambda z: (z * w).flatten(1).sum(1, keepdim=True) * torch.tensor([[1.0, -3.0]])  # noqa: E731
+    x = torch.full((6, 1, 4, 4), 0.5)
+    for label, sign in ((0, 1.0), (1, -1.0)):
+        y = torch.full((6,), label)
+        x_adv = ebjdat_attack(model, x, y, eps=4 / 255, step_size=2 / 255, steps=5,
+                              generator=torch.Generator().manual_seed(0))
+        gain = (model(x_adv) - model(x))[:, label]
+        assert (gain > 0).all(), (label, gain)  # the true-label logit rises for either label
+        torch.testing.assert_close(x_adv, torch.full_like(x, 0.5 + sign * 4 / 255))  # the ball's corner on its side

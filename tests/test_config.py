@@ -40,9 +40,11 @@ ENUMS = {
     "properties.datasets.additionalProperties.properties.ood_sets.items": registry.ALL_OOD_SETS,
     "properties.datasets.additionalProperties.properties.threat_model.properties.norm": registry.NORMS,
     "properties.models.additionalProperties.properties.arch": registry.ARCHITECTURES,
+    "properties.models.additionalProperties.properties.kwargs.properties.norm": registry.WIDE_RESNET_NORMS,
     "properties.runs.additionalProperties.properties.init_from.oneOf.1.properties.format": registry.INIT_FORMATS,
     "properties.sampling.properties.init": registry.SAMPLING_STARTS,
     "properties.evaluate.properties.weights": registry.WEIGHTS,
+    "properties.evaluate.properties.checkpoint": registry.CHECKPOINTS,
     "properties.evaluate.properties.autoattack.properties.version": registry.AUTOATTACK_VERSIONS,
     "properties.evaluate.properties.fid.properties.extractor": registry.FID_EXTRACTORS,
     "properties.tables.additionalProperties.properties.kind": registry.TABLE_KINDS,
@@ -88,6 +90,8 @@ def test_ood_set_names_and_roots_follow_the_registry():
         assert names, pattern
         assert tuple(names.group(1).split("|")) == registry.ALL_OOD_SETS
         assert tuple(names.group(2).split("|")) == registry.FILE_OOD_PREFIXES
+    sampling = cfg_lib.load_schema()["properties"]["sampling"]["properties"]["ood_set"]["pattern"]
+    assert sampling == method["bce"]["properties"]["ood_set"]["pattern"]  # the test-time chain source (init ood)
     dataset = cfg_lib.load_schema()["properties"]["datasets"]["additionalProperties"]["properties"]
     assert tuple(dataset["ood_roots"]["properties"]) == registry.ROOTED_OOD_SETS
 
@@ -212,3 +216,19 @@ def test_paper_grids_contain_the_papers_chosen_steps():
     assert 33 in grid("cifar10") and 32 in grid("cifar100") and 13 in grid("rimagenet")
     assert {12, 13, 22, 31} <= grid("cifar10") == grid("cifar100")
     assert min(grid("cifar10")) <= 10
+
+
+def test_ood_folders_and_inception_score_are_evaluation_keys():
+    """Adding an OOD set with its folder (ood_sets, ood_roots: e.g. ImageNetOD for CIFAR) or switching IS on
+    (evaluate.fid.inception_score) changes neither train.json nor the data config: nothing is re-prepared or retrained."""
+    from dat.config import training_view
+
+    run = {"run": "r", "dataset": {"name": "c", "root": "resources/c", "ood_sets": ["svhn"],
+                                   "ood_roots": {"svhn": "resources/svhn"}},
+           "train": {"steps": 1}, "evaluate": {"fid": {"extractor": "auto"}}}
+    more = json.loads(json.dumps(run))
+    more["dataset"]["ood_sets"].append("imagenet_minus_rimagenet")
+    more["dataset"]["ood_roots"]["imagenet_minus_rimagenet"] = "resources/imagenet"
+    more["evaluate"]["fid"]["inception_score"] = {"enabled": True}
+    assert training_view(more) == training_view(run) == {"run": "r", "dataset": {"name": "c", "root": "resources/c"},
+                                                         "train": {"steps": 1}}

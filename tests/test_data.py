@@ -113,7 +113,7 @@ def test_imagenet_scale_stage2_runs_use_the_mild_bce_augmentation():
     stage2 = {run["method"] for run in config["runs"].values()
               if config["datasets"][run["dataset"]]["source"] in ("imagenet", "restricted_imagenet")
               and "bce" in config["methods"][run["method"]]}
-    assert stage2 == {"dat_rimagenet", "dat_imagenet", "dat_imagenet_convnext"}
+    assert stage2 == {"dat_rimagenet", "dat_imagenet", "dat_imagenet_wrn", "dat_imagenet_convnext"}
     for method in stage2:
         assert config["methods"][method]["augment"]["bce"] == ["resize_center_crop", "flip"], method
 

@@ -113,3 +113,25 @@ def test_dataset_ood_set_reads_another_datasets_test_split(cifar10_root):
     assert gray.shape == (4, 28, 28, 1)
     with pytest.raises(ValueError, match="ood_roots.cifar10"):
         load_ood("cifar10", 4, channels=3, image_size=32, seed=0)
+
+
+def test_cifar_and_svhn_ood_sets_of_restricted_imagenet_are_upsampled_to_224(cifar10_root, tmp_path):
+    """Paper Table 12: CIFAR-10 (and CIFAR-100, SVHN: the same code) test images as RestrictedImageNet OOD sets, each
+    32 px image upsampled to the in-distribution 224 px with PIL bicubic, written by the workflow's command (the folder
+    comes as --root: ood_roots is an evaluation key, not in dataset.json)."""
+    from dat import prepare
+    from dat.data import open_images
+    from dat.io import write_json
+
+    root, x, _ = cifar10_root
+    cfg = tmp_path / "dataset.json"
+    write_json({"name": "rimagenet", "source": "restricted_imagenet", "root": str(tmp_path / "imagenet"),
+                "num_classes": 9, "channels": 3, "image_size": 224, "subset_seed": 0}, cfg)
+    out = tmp_path / "ood_cifar10.npz"
+    assert prepare.main(["ood", "--config", str(cfg), "--name", "cifar10", "--n", "6", "--root", str(root),
+                         "--out", str(out)]) == 0
+    ood = open_images(out, labels=False)[0]
+    assert ood.shape == (6, 224, 224, 3) and ood.dtype == np.uint8
+    upsampled = [np.asarray(Image.fromarray(img).resize((224, 224), Image.BICUBIC)) for img in x]
+    assert all(any(np.array_equal(img, ref) for ref in upsampled) for img in ood)  # real test images, bicubic
+    assert 0 <= ood.min() and ood.max() <= 255 and ood.std() > 20

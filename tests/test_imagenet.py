@@ -133,6 +133,26 @@ def test_missing_imagenet_says_what_to_download_and_where(tmp_path):
     assert "Open Images" in data.missing_message("openimages", str(tmp_path / "none"), download=False)
 
 
+def test_imagenet_od_for_cifar_is_downsampled_to_32_px(imagenet_root, tmp_path):
+    """Paper Tables 10-11: ImageNetOD (validation images outside the RestrictedImageNet classes) as a CIFAR OOD set,
+    through the workflow's command: dataset.json holds no ood_roots (an evaluation key), the rule passes --root."""
+    from torchvision import transforms
+
+    cfg = _dataset_json(tmp_path, tmp_path / "cifar10", "cifar10", 10, size=32, n_ood=5)
+    out = tmp_path / "ood_imagenet_minus_rimagenet.npz"
+    assert prepare.main(["ood", "--config", str(cfg), "--name", "imagenet_minus_rimagenet",
+                         "--root", str(imagenet_root), "--out", str(out)]) == 0
+    ood = data.open_images(out, labels=False)[0]
+    assert len(ood) == 5 and all("/val/" in p and (("n00000500" in p) or ("n00000999" in p)) for p in ood.paths)
+    x = ood[:]
+    assert x.shape == (5, 32, 32, 3) and x.dtype == np.uint8 and x.std() > 10  # real photographs at 32 px
+    with Image.open(ood.paths[0]) as img:  # shorter side 37 (bilinear, antialiased), centre 32 px
+        want = np.asarray(transforms.Compose([transforms.Resize(37), transforms.CenterCrop(32)])(img.convert("RGB")))
+    np.testing.assert_array_equal(x[0], want)
+    with pytest.raises(ValueError, match="ood_roots.imagenet_minus_rimagenet"):  # neither --root nor ood_roots
+        prepare.main(["ood", "--config", str(cfg), "--name", "imagenet_minus_rimagenet", "--out", str(out)])
+
+
 def test_open_images_folder_and_tiny_images_bin(imagenet_root, tmp_path):
     folder = tmp_path / "openimages/sub"
     folder.mkdir(parents=True)
@@ -197,6 +217,55 @@ def test_published_robustness_checkpoint_is_imported_and_evaluated_as_is(imagene
         published_weights(torch.load(tmp_path / "pub.ckpt", weights_only=True), "robustness", other)
 
 
+def test_published_convnext_convstem_checkpoint_keeps_its_input_convention(imagenet_root, tmp_path):
+    """ConvNeXt-L + ConvStem in Singh et al.'s layouts (format revisiting_at): the DAT authors' file (no normalisation
+    layer, module. prefix) is imported by a steps-0 run and computes the published network on raw [0, 1] pixels (its
+    stem equals the stem computed by hand); the layout with their normalisation layer (module.base_model.normalize.*,
+    .model.*) applies its ImageNet mean/std exactly once. ConvNeXt-L widths and stem, one block per stage."""
+    from dat.checkpoint import load_model, published_weights
+    from dat.models import build_model
+    from tests.test_models import _hand_convstem
+
+    kwargs = dict(num_classes=9, in_channels=3, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225],
+                  variant="convnext_large", convstem=True, depths=[1, 1, 1, 1])
+    torch.manual_seed(5)
+    net = build_model("timm_convnext", **kwargs).backbone.eval()  # the published network (timm keys)
+    for m in net.modules():  # non-trivial LayerNorm affine parameters
+        if isinstance(m, torch.nn.LayerNorm):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.save({f"module.{k}": v for k, v in weights.items()}, tmp_path / "convnext_large_cvst_robust.pt")
+    cfg = _dataset_json(tmp_path, imagenet_root, "restricted_imagenet", 9, size=64)
+    assert prepare.main(["splits", "--config", str(cfg), "--out-dir", str(tmp_path / "data")]) == 0
+    run = {"run": "cnx", "method": "pretrained", "seed": 0, "init_from": None, "dataset": read_json(cfg),
+           "model": {"arch": "timm_convnext", "kwargs": {k: kwargs[k] for k in ("variant", "convstem", "depths")}},
+           "train": {"batch_size": 4, "steps": 0, "ema_decay": None, "attack": {"eps": 3.0, "step_size": 2.0},
+                     "optimizer": {"name": "sgd", "lr": 0.0}}}
+    write_json(run, tmp_path / "run.json")
+    rc = train.main(["--config", str(tmp_path / "run.json"), "--data-dir", str(tmp_path / "data"),
+                     "--init", str(tmp_path / "convnext_large_cvst_robust.pt"), "--init-format", "revisiting_at",
+                     "--model-out", str(tmp_path / "cnx/model.pt"), "--log-csv", str(tmp_path / "cnx/log.csv"),
+                     "--ckpt-dir", str(tmp_path / "cnx/ckpt"), "--threads", "1"])
+    assert rc == 0
+    model, ckpt = load_model(tmp_path / "cnx/model.pt")
+    assert ckpt["step"] == 0 and len(ckpt["init_sha256"]) == 64
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.backbone.stem(model.normalize(x)), _hand_convstem(x, weights),
+                                   atol=1e-5, rtol=1e-5)  # no normalisation before the stem
+        torch.testing.assert_close(model(x), net(x), atol=1e-4, rtol=1e-4)
+
+        mean, std = torch.tensor(kwargs["mean"]).view(1, 3, 1, 1), torch.tensor(kwargs["std"]).view(1, 3, 1, 1)
+        with_layer = {"module.base_model.normalize.mean": mean, "module.base_model.normalize.std": std,
+                      **{f"module.base_model.model.{k}": v for k, v in weights.items()}}
+        other = build_model("timm_convnext", **{**kwargs, "mean": [0.5] * 3, "std": [0.5] * 3}).eval()
+        other.load_state_dict(published_weights(with_layer, "revisiting_at", other))
+        torch.testing.assert_close(other.backbone.stem(other.normalize(x)), _hand_convstem((x - mean) / std, weights),
+                                   atol=1e-5, rtol=1e-5)  # the checkpoint's mean/std, once
+        torch.testing.assert_close(other(x), net((x - mean) / std), atol=1e-4, rtol=1e-4)
+
+
 def test_torch_compile_option_trains_like_eager(tmp_path, imagenet_root):
     """compile: true (backend eager: Dynamo tracing without a C++ toolchain) gives the same step as no compile."""
     cfg = _dataset_json(tmp_path, imagenet_root, "restricted_imagenet", 9, size=16)
@@ -215,6 +284,36 @@ def test_torch_compile_option_trains_like_eager(tmp_path, imagenet_root):
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
 
 
+def test_imagenet256_runs_follow_the_authors_released_settings():
+    """Issue 12: the ImageNet-256 methods carry the settings of the authors' code (github xuwangyin/DAT,
+    experiments/imagenet/*_300K.yaml and model_configs/imagenet-dat-*-256x256*.yaml): AT-CE 3 steps of 2.0 at eps 3,
+    contrastive step 2.0 (ConvNeXt-L 3.0), T up to 15/30 (ResNet-50), 30/65 (WRN-50-4) with AUC thresholds 0.4 / 0.2
+    (below the schema's former minimum of 0.5), sampling step 8 and a grid holding their evaluated T (12-24)."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    methods, runs = config["methods"], config["runs"]
+
+    def bce(run):
+        return {**methods[runs[run]["method"]]["bce"], **(runs[run].get("train_overrides") or {}).get("bce", {})}
+
+    expected = {"imagenet256_resnet50_dat_t15": (15, 0.4, 2.0), "imagenet256_resnet50_dat": (30, 0.4, 2.0),
+                "imagenet256_wrn50_4_dat_t30": (30, 0.2, 2.0), "imagenet256_wrn50_4_dat": (65, 0.2, 2.0),
+                "imagenet256_convnext_dat": (110, 0.2, 3.0)}
+    for run, (t_max, auc, step) in expected.items():
+        b = bce(run)
+        assert (b["max_steps"], b["auc_threshold"], b["step_size"], b["ood_images"]) == (t_max, auc, step, 300000), run
+        method = methods[runs[run]["method"]]
+        attack = method["attack"]  # validate() filled in the schema's defaults (random_start false: zero start)
+        assert (attack["norm"], attack["eps"], attack["step_size"], attack["steps"], attack["random_start"]) == (
+            "L2", 3.0, 2.0, 3, False) and method["batch_size"] == 512
+    assert methods["dat_imagenet_convnext"]["optimizer"]["name"] == "adamw"
+    assert runs["imagenet256_convnext_at"]["init_from"]["format"] == "revisiting_at"
+    ds = config["datasets"]["imagenet256"]
+    assert ds["sampling_step_size"] == 8.0 and {12, 13, 14, 17, 19, 22, 24} <= set(ds["sampling"]["steps_grid"])
+
+
 def _snakemake(*args, cwd):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
@@ -229,7 +328,9 @@ def test_imagenet_tables_dry_run_with_the_data_and_fail_clearly_without(imagenet
 
     for ds in ("rimagenet", "imagenet256"):
         config["datasets"][ds]["root"] = str(imagenet_root)
-    config["datasets"]["rimagenet"]["ood_roots"]["imagenet_minus_rimagenet"] = str(imagenet_root)
+    for ds in config["datasets"].values():  # ImageNetOD: RestrictedImageNet's OOD set, and the CIFAR datasets'
+        if "imagenet_minus_rimagenet" in (ds.get("ood_roots") or {}):
+            ds["ood_roots"]["imagenet_minus_rimagenet"] = str(imagenet_root)
     openimages = tmp_path / "openimages"
     openimages.mkdir()
     Image.fromarray(_photo_crops(1, 0)[0]).save(openimages / "a.jpg")
@@ -241,8 +342,10 @@ def test_imagenet_tables_dry_run_with_the_data_and_fail_clearly_without(imagenet
             run["init_from"]["path"] = str(ckpt)
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(config))
     for table, runs in (("table2_rimagenet", ["rimagenet_at", "rimagenet_dat"]),
-                        ("imagenet256", ["imagenet256_convnext_at", "imagenet256_resnet50_dat",
-                                         "imagenet256_wrn50_4_dat", "imagenet256_convnext_dat"])):
+                        ("imagenet256", ["imagenet256_resnet50_at", "imagenet256_wrn50_4_at", "imagenet256_convnext_at",
+                                         "imagenet256_resnet50_dat_t15", "imagenet256_resnet50_dat",
+                                         "imagenet256_wrn50_4_dat_t30", "imagenet256_wrn50_4_dat",
+                                         "imagenet256_convnext_dat"])):
         proc = _snakemake("-n", "-p", "--configfile", str(tmp_path / "paper.yaml"), "--directory", str(tmp_path),
                           "--cores", "1", f"results/tables/{table}.tex", cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -250,9 +353,20 @@ def test_imagenet_tables_dry_run_with_the_data_and_fail_clearly_without(imagenet
             assert f"results/{run}/model.pt" in proc.stdout
         assert "grid_search_steps" in proc.stdout and "eval_robust" in proc.stdout and "compute_fid" in proc.stdout
     assert "--init-format robustness" in proc.stdout and "--name openimages" in proc.stdout
+    assert "--init-format revisiting_at" in proc.stdout  # the ConvNeXt-L + ConvStem of Singh et al. (2023)
     assert "download_data" not in proc.stdout  # ImageNet and Open Images have no downloader
     proc = _snakemake("-n", "--configfile", str(tmp_path / "paper.yaml"), "--directory", str(tmp_path), "--cores", "1",
                       "all", "ablations", cwd=tmp_path)  # every table of the paper config, CIFAR and ImageNet
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert all(f"results/tables/{t}.tex" in proc.stdout for t in config["tables"])
+    # paper Table 12: CIFAR-10, CIFAR-100, SVHN, ImageNetOD and noise at 224 px; the CIFAR/SVHN folders are those the
+    # CIFAR datasets download into, so their download jobs come first
+    proc = _snakemake("-n", "-p", "--configfile", str(tmp_path / "paper.yaml"), "--directory", str(tmp_path),
+                      "--cores", "1", "results/tables/table12.tex", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for ood in ("cifar10", "cifar100", "svhn"):
+        assert f"--name {ood} --n 1024 --root resources/{ood} --out results/data/rimagenet/ood_{ood}.npz" in proc.stdout
+        assert f"--source {ood} --root resources/{ood}" in proc.stdout
+    assert "results/data/rimagenet/ood_imagenet_minus_rimagenet.npz" in proc.stdout
+    assert "results/data/rimagenet/ood_noise.npz" in proc.stdout
     shutil.rmtree(tmp_path / ".snakemake", ignore_errors=True)

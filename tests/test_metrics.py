@@ -6,7 +6,7 @@ import scipy.linalg
 from sklearn.metrics import roc_auc_score
 
 from dat.metrics import (accuracy, auroc, expected_calibration_error, feature_statistics, fid_from_features,
-                         frechet_distance, inception_score)
+                         frechet_distance, inception_score, inception_score_from_probs)
 
 
 def test_ece_hand_computed_example():
@@ -64,6 +64,36 @@ def test_inception_score_bounds():
     assert inception_score(np.zeros((100, k)), splits=5)[0] == pytest.approx(1.0)  # uniform predictions: IS = 1
     with pytest.raises(ValueError, match="at least 10"):
         inception_score(np.zeros((5, k)))
+
+
+def test_inception_score_from_probabilities_by_hand():
+    k = 4
+    assert inception_score_from_probs(np.full((40, k), 1 / k), splits=10) == pytest.approx((1.0, 0.0))  # uniform: 1
+    one_hot = np.eye(k)[np.arange(40) % k]  # every split of 4 rows holds each class once: IS = K exactly
+    assert inception_score_from_probs(one_hot, splits=10) == pytest.approx((k, 0.0))
+    # one split by hand: p(y) = (0.75, 0.25); KL rows: log(1/0.75) = 0.287682 and
+    # 0.5 log(0.5/0.75) + 0.5 log(0.5/0.25) = 0.143841; IS = exp(mean) = exp(0.215762) = 1.240806
+    probs = np.array([[1.0, 0.0], [0.5, 0.5]])
+    assert inception_score_from_probs(probs, splits=1)[0] == pytest.approx(1.240806, abs=1e-6)
+    # two splits at rows [0, N/2) and [N/2, N): IS 2 and 1 -> mean 1.5, population std 0.5 (numpy's, torch-fidelity's)
+    halves = np.concatenate([np.eye(2)[[0, 1, 0, 1]], np.full((4, 2), 0.5)])
+    assert inception_score_from_probs(halves, splits=2) == pytest.approx((1.5, 0.5))
+    with pytest.raises(ValueError, match="probability distributions"):
+        inception_score_from_probs(np.ones((10, 2)), splits=2)
+    with pytest.raises(ValueError, match="at least 10"):
+        inception_score_from_probs(np.full((5, 2), 0.5), splits=10)
+
+
+def test_inception_score_shuffles_class_ordered_samples_before_splitting():
+    """Conditional samples come ordered by class; unshuffled, each split would see few classes. shuffle_seed permutes
+    the rows with numpy's RandomState(seed) (torch-fidelity: seed 2020) before the splits."""
+    k, n = 10, 1000
+    logits = np.eye(k)[np.repeat(np.arange(k), n // k)] * 50.0  # 100 confident samples of class 0, then class 1, ...
+    assert inception_score(logits, splits=10)[0] == pytest.approx(1.0)  # each split one class
+    mean, std = inception_score(logits, splits=10, shuffle_seed=2020)
+    perm = np.random.RandomState(2020).permutation(n)
+    assert (mean, std) == pytest.approx(inception_score(logits[perm], splits=10))
+    assert 8.5 < mean < k
 
 
 def test_accuracy():
@@ -153,6 +183,7 @@ def test_inception_score_code_path_on_a_small_classifier_head(tmp_path, monkeypa
                           "--ref", str(tmp_path / "ref.npz"), "--out", str(tmp_path / "fid.json")]) == 0
     out = json.loads((tmp_path / "fid.json").read_text())
     p = scipy.special.softmax(model.decision_function(samples.reshape(500, -1) / 255.0 * 16.0), axis=1)
+    p = p[np.random.RandomState(2020).permutation(500)]  # torch-fidelity's shuffle before the splits
     per_split = [np.exp(np.mean([scipy.stats.entropy(row, part.mean(0)) for row in part]))
                  for part in np.array_split(p, 10)]
     assert out["is_mean"] == pytest.approx(np.mean(per_split), rel=1e-6)

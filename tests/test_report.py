@@ -389,6 +389,38 @@ def test_diverged_run_is_flagged_in_table1(runs, tmp_path):
     assert df["diverged_at_step"].isna().iloc[1]
 
 
+def _mark_selected(run_dir, step, names=("robust", "calibration")):
+    """The checkpoint block of a run evaluated at its best-FID snapshot (dat.select_checkpoint's record)."""
+    for name in names:
+        path = run_dir / "metrics" / f"{name}.json"
+        result = json.loads(path.read_text())
+        result["checkpoint"] = {"step": step, "weights": "ema", "diverged": None, "selection": {
+            "checkpoint": "best_fid", "requested": "best_fid", "step": step, "final_step": 120, "fid": 150.456,
+            "steps": 60, "n_samples": 200, "seed": 4000}}
+        path.write_text(json.dumps(result))
+
+
+def test_best_fid_checkpoint_is_noted_in_the_tables(runs, tmp_path):
+    """A run evaluated at its best-FID stage-2 checkpoint says which update in Table 1 (note and CSV) and in the
+    other tables; a run evaluated at its final model gets no note."""
+    at, dat = runs
+    _mark_selected(dat, step=80)
+    tex, out_csv = _table1(runs, tmp_path)
+    assert (r"DAT: best-FID stage-2 checkpoint, update 80 of 120 (lowest FID, 150.46, of the weight snapshots: 200 "
+            r"samples at $T$ = 60)") in tex
+    assert tex.count("best-FID") == 1 and r"DAT & 79.51" in tex
+    df = pd.read_csv(out_csv)
+    assert df["selected_step"].iloc[1] == 80 and df["checkpoint"].iloc[1] == "best_fid"
+    assert df["selected_step"].isna().iloc[0] and "selection" not in df.columns
+    out = tmp_path / "other"
+    assert report.main(["tables", "--runs", str(at), str(dat), "--labels", "Standard AT", "DAT",
+                        "--out-dir", str(out)]) == 0
+    assert "DAT: best-FID stage-2 checkpoint, update 80 of 120" in (out / "calibration.tex").read_text()
+    assert "best-FID" not in (out / "ood.tex").read_text()  # its JSON records no selection
+    cal = pd.read_csv(out / "calibration.csv")
+    assert cal["selected_step"].tolist()[1] == 80 and "selection" not in cal.columns
+
+
 def test_table7_lists_ours_beside_reported(runs, tmp_path):
     """Our numbers come from the run files, the reported ones from the spec, each row says which it is."""
     at, dat = runs
@@ -441,3 +473,46 @@ def test_table9_conditional_vs_unconditional(runs, tmp_path):
                            tmp_path / "a.tex", tmp_path / "a.csv")
     with pytest.raises(ValueError, match="'mystery' is not one of"):
         tables.write_table({"kind": "mystery", "rows": []}, tmp_path / "a.tex", tmp_path / "a.csv")
+
+
+def test_tables_print_the_chain_source_of_their_samples(runs, tmp_path):
+    """Table 1 and Table 9 say where the sampling chains started (fid.json's starts; a file before the key: noise),
+    naming each run's source when they differ."""
+    at, dat = runs
+    tex, out_csv = _table1(runs, tmp_path)
+    assert "Chains start from uniform noise." in tex
+    assert pd.read_csv(out_csv)["starts"].tolist() == ["noise", "noise"]
+    fid = json.loads((dat / "metrics" / "fid.json").read_text())
+    _json(dat / "metrics" / "fid.json", {**fid, "starts": "imagenet_minus_rimagenet"})
+    _json(dat / "metrics" / "fid_uncond.json", {**fid, "fid": 61.234, "conditional": False,
+                                                "starts": "imagenet_minus_rimagenet"})
+    tex, _ = _table1(runs, tmp_path)
+    assert r"Chains start from uniform noise (Standard AT), imagenet\_minus\_rimagenet (DAT)." in tex
+    df, text = tables.build_table({"kind": "conditional", "rows": [{"label": "DAT", "run_dir": str(dat)}]})
+    assert df["starts"].tolist() == ["imagenet_minus_rimagenet"]
+    assert r"both from the same starts (imagenet\_minus\_rimagenet)" in text and "uniform-noise" not in text
+
+
+def test_ratio_rows_say_what_they_were_trained_against():
+    """A RATIO run's printed label comes from its method block: uniform-noise out-distribution batches (80M Tiny
+    Images is withdrawn) or a named set are marked; a file (a copy of 80M Tiny Images) and other methods are not."""
+    from dat.report_spec import row_label
+
+    assert row_label("RATIO", {"ratio": {"init": "noise"}}) == "RATIO (noise OOD)"
+    assert row_label("RATIO (CIFAR-10)", {"ratio": {"init": "noise"}}) == "RATIO (CIFAR-10, noise OOD)"
+    assert row_label("RATIO", {"ratio": {"init": "ood", "ood_set": "cifar100"}}) == "RATIO (cifar100 OOD)"
+    assert row_label("RATIO", {"ratio": {"init": "ood", "ood_set": "file:/data/tiny_images.bin"}}) == "RATIO"
+    assert row_label("DAT", {"bce": {"init": "noise"}}) == "DAT" and row_label("AT", {"ratio": None}) == "AT"
+
+
+def test_chain_source_and_mixed_sources():
+    from dat.report_spec import chain_source, mixed_sources
+
+    aux = {"bce": {"init": "ood", "ood_set": "cifar100"}}
+    assert chain_source({"init": "train"}, aux) == "cifar100"
+    assert chain_source({"init": "train"}, {"bce": {"init": "noise"}}) == "noise"
+    assert chain_source({"init": "noise"}, aux) == "noise"
+    assert chain_source({"init": "ood", "ood_set": "openimages"}, {}) == "openimages"
+    rows = {"a": ("cifar10", "noise"), "b": ("cifar10", "noise"), "c": ("rin", "noise"), "d": ("rin", "in_minus")}
+    assert mixed_sources(rows) == {"rin": {"c": "noise", "d": "in_minus"}}
+    assert mixed_sources({k: v for k, v in rows.items() if k != "d"}) == {}

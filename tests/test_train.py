@@ -359,6 +359,24 @@ def test_baselines_train_and_resume_exactly(workdir, method):
     assert np.isfinite(float(row["kl_out" if method == "ratio" else "px"]))  # the method's own term is logged
 
 
+def test_ebjdat_attacks_the_noisy_labelled_batch_with_its_labels(workdir, monkeypatch):
+    """EB-JDAT's training attack starts from the labelled batch with JEM's data noise added and ascends the logits of
+    its labels (authors' code: sampleXadv(f, x=x_lab, y=y_lab)), not from the clean images."""
+    calls, real = [], train.ebjdat_attack
+
+    def spy(model, x, y, **kwargs):
+        calls.append((x.detach().clone(), y.clone()))
+        return real(model, x, y, **kwargs)
+
+    monkeypatch.setattr(train, "ebjdat_attack", spy)
+    write_json(_baseline_config("ebjdat", 1), workdir / "ebjdat.json")
+    assert train.main(_cli(workdir, workdir / "ebjdat.json", "ebjdat")) == 0
+    (x, y), = calls
+    assert y.dtype == torch.int64 and y.shape == (len(x),)
+    off_grid = (x * 255 - (x * 255).round()).abs()  # clean images sit on the 1/255 grid, noisy ones do not
+    assert off_grid.max() > 0.05 and off_grid.mean() > 0.1
+
+
 def test_jem_energy_blow_up_stops_training_keeping_the_last_good_checkpoint(workdir):
     cfg = _baseline_config("jem", 6)
     cfg["train"]["sgld"]["energy_limit"] = 1e-6  # any sample energy counts as a blow-up

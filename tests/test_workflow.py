@@ -52,6 +52,8 @@ def test_smoke_profile_dry_run_plans_the_whole_pipeline(tmp_path):
 def test_auxiliary_ood_starts_plan_their_own_rule(tmp_path):
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
     config["methods"]["dat"]["bce"].update(init="ood", ood_set="mnist5k", ood_images=5000)
+    for table in config["tables"].values():  # its DAT rows now sample from MNIST, its AT rows from noise
+        table["mixed_starts"] = True
     out = snakemake("-n", "-p", "--configfile", str(_with(config, tmp_path / "ood.yaml")), "--directory", str(tmp_path),
                     "--cores", "1", "results/fmnist_dat/model.pt")
     assert "prepare_aux_ood" in planned_rules(out.stdout)
@@ -65,6 +67,68 @@ def test_auxiliary_ood_starts_plan_their_own_rule(tmp_path):
         command = next(line for line in out.stdout.splitlines() if f"python -m dat.{rule}" in line)
         assert ("--starts results/fmnist_dat/aux_ood.npz" in command) == ("fmnist_at" not in command), command
     assert "--unconditional" in out.stdout
+
+
+@needs_fmnist
+def test_every_run_of_a_dataset_samples_from_its_one_chain_source(tmp_path):
+    """sampling.init ood: every run of the dataset starts its test-time chains from the dataset's start images (paper
+    Table 8: one OOD data source per dataset), prepared once; RATIO's label says it trained on noise."""
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config["sampling"].update(init="ood", ood_set="mnist5k", ood_images=3000)
+    cfg = _with(config, tmp_path / "starts.yaml")
+    out = snakemake("-n", "-p", "--configfile", str(cfg), "--directory", str(tmp_path), "--cores", "1",
+                    "results/fmnist_at/samples.npz", "results/fmnist_dat/grid.json", "results/fmnist_ratio/samples.npz")
+    assert "prepare_sampling_starts" in planned_rules(out.stdout)
+    assert "--name mnist5k --n 3000 --split train --out results/data/fmnist/sampling_starts.npz" in " ".join(out.stdout.split())
+    commands = [line for line in out.stdout.splitlines() if "python -m dat.grid_search" in line or
+                "python -m dat.sample" in line]
+    assert len(commands) == 5 and all("--starts results/data/fmnist/sampling_starts.npz" in c for c in commands)
+    snakemake("--configfile", str(cfg), "--directory", str(tmp_path), "--cores", "1", "results/tables/table1.spec.json")
+    labels = [row["label"] for row in json.loads((tmp_path / "results/tables/table1.spec.json").read_text())["rows"]]
+    assert sorted(labels) == ["DAT", "EB-JDAT", "JEM", "RATIO (noise OOD)", "Standard AT"]
+
+
+@needs_fmnist
+def test_best_fid_checkpoint_feeds_every_evaluation_and_never_retrains(tmp_path):
+    """evaluate.checkpoint best_fid: the evaluations of a run with weight snapshots read selected.pt (rule
+    select_checkpoint, from the snapshot FIDs at the final model's grid T); a run without snapshots and every run
+    under final read model.pt, with no selection rule in the DAG; switching it rewrites run.json, never train.json."""
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    assert config["evaluate"].get("checkpoint", "final") == "final"  # the smoke numbers are the final models'
+    targets = [f"results/{run}/{name}" for run in ("fmnist_dat", "fmnist_at")
+               for name in ("metrics/robust.json", "metrics/fid.json", "metrics/ood.json", "metrics/calibration.json",
+                            "metrics/counterfactual.json", "samples_uncond.npz")]
+    evaluations = ("grid_search", "sample", "eval_robust", "eval_ood", "eval_calibration", "eval_counterfactual")
+
+    def plan(checkpoint):
+        config["evaluate"]["checkpoint"] = checkpoint
+        out = snakemake("-n", "-p", "--configfile", str(_with(config, tmp_path / f"{checkpoint}.yaml")),
+                        "--directory", str(tmp_path), "--cores", "1", *targets).stdout
+        commands = [line for line in out.splitlines() if line.startswith("Shell command: python -m dat.")]
+        return planned_rules(out), commands
+
+    rules, commands = plan("best_fid")
+    assert {"select_checkpoint", "eval_snapshots", "grid_search_final"} <= rules
+    for run, model in (("fmnist_dat", "selected.pt"), ("fmnist_at", "model.pt")):  # stage 1 saves no snapshots
+        for e in evaluations:
+            found = [c for c in commands if f"python -m dat.{e} --config results/{run}/" in c
+                     and "grid_final.json" not in c]
+            assert found and all(f"--model results/{run}/{model}" in c for c in found), (run, e, found)
+    assert "--model results/fmnist_dat/model.pt --ref" in next(c for c in commands if "grid_final.json" in c)
+    snapshots = next(c for c in commands if "dat.eval_snapshots" in c)
+    assert "--grid results/fmnist_dat/grid_final.json" in snapshots and "--final results/fmnist_dat/model.pt" in snapshots
+    rules, commands = plan("final")
+    assert not rules & {"select_checkpoint", "eval_snapshots", "grid_search_final"}, rules
+    assert not [c for c in commands if "selected.pt" in c or "grid_final.json" in c]
+    # the choice is evaluation-only: written under final, train.json is up to date under best_fid
+    config["evaluate"]["checkpoint"] = "final"
+    configs = {c: _with({**config, "evaluate": {**config["evaluate"], "checkpoint": c}}, tmp_path / f"{c}.yaml")
+               for c in ("final", "best_fid")}
+    written = ["results/fmnist_dat/train.json", "results/fmnist_dat/run.json"]
+    snakemake("--configfile", str(configs["final"]), "--directory", str(tmp_path), "--cores", "1", *written)
+    again = snakemake("-n", "--configfile", str(configs["best_fid"]), "--directory", str(tmp_path), "--cores", "1",
+                      *written)
+    assert planned_rules(again.stdout) == {"write_run_config"}, again.stdout
 
 
 @pytest.mark.parametrize("table, dataset", [("table1", "cifar10"), ("table2", "cifar100")])
@@ -97,18 +161,36 @@ def test_multi_gpu_training_runs_under_torchrun(tmp_path):
 
 def test_paper_config_dry_run_of_every_output(tmp_path):
     """Every output of the CIFAR part of config.yaml (the ImageNet tables need an ImageNet folder: test_imagenet.py
-    dry-runs `all` with one)."""
+    dry-runs `all` with one). The CIFAR OOD tables read ImageNetOD from an ImageNet folder too: without it the dry run
+    says what to download and where; with its train/ and val/ folders everything plans."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     imagenet = {name for name, ds in config["datasets"].items() if "imagenet" in ds["source"]}
     config["runs"] = {k: r for k, r in config["runs"].items() if r["dataset"] not in imagenet}
     config["tables"] = {k: t for k, t in config["tables"].items() if set(t["rows"].values()) <= set(config["runs"])}
+    proc = snakemake("-n", "--configfile", str(_with(config, tmp_path / "cifar.yaml")), "--directory", str(tmp_path),
+                     "--cores", "1", "results/tables/table10.tex", check=False)
+    message = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "datasets.cifar10.ood_roots.imagenet_minus_rimagenet" in message
+    assert "image-net.org" in message and not (tmp_path / "results").exists()
+    for split in ("train", "val"):
+        (tmp_path / "imagenet" / split).mkdir(parents=True)
+    for name in ("cifar10", "cifar100"):
+        config["datasets"][name]["ood_roots"]["imagenet_minus_rimagenet"] = str(tmp_path / "imagenet")
     out = snakemake("-n", "-p", "--configfile", str(_with(config, tmp_path / "cifar.yaml")), "--directory",
                     str(tmp_path), "--cores", "1", "all")
     rules = planned_rules(out.stdout)
     assert PIPELINE | {"eval_ood", "eval_calibration", "eval_counterfactual", "make_figures", "prepare_ood"} <= rules
-    for ood in ("cifar100", "svhn", "noise"):  # the protocol's OOD sets for CIFAR-10
+    for ood in ("cifar100", "svhn", "imagenet_minus_rimagenet", "noise"):  # paper Table 10's OOD sets for CIFAR-10
         assert f"results/data/cifar10/ood_{ood}.npz" in out.stdout
+    assert f"--name imagenet_minus_rimagenet --n 1024 --root {tmp_path / 'imagenet'}" in out.stdout
+    assert "results/data/cifar100/ood_imagenet_minus_rimagenet.npz" in out.stdout
     assert "--source svhn --root resources/svhn" in out.stdout
+    # Inception Score: one download job for the TF weights (sha256-checked), an input of every compute_fid job
+    weights = "weights-inception-2015-12-05-6726825d.pth"
+    assert out.stdout.count("rule download_is_weights:") == 1 and "--sha256 6726825d" in out.stdout
+    assert f"--url https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{weights}" in out.stdout
+    compute_fid = out.stdout.split("rule compute_fid:")[1].split("output:")[0]
+    assert f"results/downloads/inception/{weights}.json" in compute_fid
 
 
 def test_table7_plans_baselines_reported_numbers_and_a_published_checkpoint(tmp_path):
@@ -176,6 +258,20 @@ def _with(config: dict, path: Path) -> Path:
         (lambda c: c["datasets"]["fmnist"].update(ood_sets=["cifar10"], ood_roots={"cifar10": "/nonexistent/c10"}),
          "/nonexistent/c10/cifar-10-batches-py"),
         (lambda c: c["methods"]["dat"]["bce"].update(init="ood", ood_set="npz:/nonexistent/aux.npz"), "/nonexistent/aux.npz"),
+        # a table reporting FID or T whose runs of one dataset sample from different chain sources
+        (lambda c: c["methods"]["dat"]["bce"].update(init="ood", ood_set="mnist5k"),
+         "config: tables.table1: its fmnist runs start their sampling chains from different sources ("),
+        (lambda c: c["tables"]["ablation_starts"].pop("mixed_starts"),
+         "fmnist_dat_ood_starts: mnist5k, fmnist_dat: noise); give them one source"),
+        (lambda c: c["sampling"].update(init="ood"), "sampling.init ood (datasets.fmnist) needs sampling.ood_set"),
+        (lambda c: c["sampling"].update(seed_snapshots=2000),
+         "sampling.seed_snapshots (dataset fmnist) = 2000 equals sampling.seed_final"),
+        (lambda c: c["datasets"]["fmnist"].update(evaluate={"checkpoint": "best"}),
+         "'best' is not one of ['final', 'best_fid']"),
+        # Inception Score on, without its weights file and without a URL to download it from; a malformed sha256
+        (lambda c: c["evaluate"]["fid"].update(inception_score={"enabled": True, "weights": "/nonexistent/w.pth"}),
+         "evaluate.fid.inception_score.weights: /nonexistent/w.pth is not there and url is null"),
+        (lambda c: c["evaluate"]["fid"].update(inception_score={"enabled": True, "sha256": "xyz"}), "'xyz' does not match"),
     ],
 )
 def test_config_errors_fail_at_parse_time_naming_the_key(tmp_path, mutate, message):

@@ -2,6 +2,7 @@
 import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +17,21 @@ from dat.registry import (
     MANUAL_DOWNLOADS,
     ROOTED_OOD_SETS,
     missing_message,
+)
+
+# Report: each table and the figures are declared once, as spec files (dat.report_spec) that local rules write from
+# the config; dat.report_spec also says which run files each table kind and figure group reads and what it writes,
+# each row's printed label and each run's sampling chain source.
+from dat.report_spec import (
+    FIGURE_EXTENSIONS,
+    FIGURE_GROUPS,
+    METRICS_INPUTS,
+    SAMPLING_KINDS,
+    TABLE_INPUTS,
+    chain_source,
+    figure_stems,
+    mixed_sources,
+    row_label,
 )
 
 SCHEMA = "../schemas/config.schema.yaml"
@@ -55,6 +71,20 @@ def _check_dataset_overrides(cfg):
             raise WorkflowError(
                 f"config: datasets.{name}.sampling/evaluate overrides are invalid: {err}"
             ) from err
+
+
+def _check_snapshot_seeds(cfg):
+    """The snapshot FIDs (Figure 4, the best-FID checkpoint) draw their own chains: a checkpoint chosen on the grid's
+    or the final samples would be judged by the samples it was chosen on.
+    """
+    for name in cfg["datasets"]:
+        s = sampling_cfg(name)
+        for key in ("seed_grid", "seed_final"):
+            if s["seed_snapshots"] == s[key]:
+                raise WorkflowError(
+                    f"config: sampling.seed_snapshots (dataset {name}) = {s['seed_snapshots']} equals "
+                    f"sampling.{key}; the snapshot FIDs need chains of their own"
+                )
 
 
 def _check_references(cfg):
@@ -148,9 +178,99 @@ def _add_rows_if_present(cfg):
                 )
 
 
+def _rehearsal_fixtures(cfg):
+    """rehearsal_fixtures: write the fixture data and published-layout checkpoints the config points at
+    (python -m dat.rehearsal, in a child process so that planning stays torch-free), before anything checks them.
+    """
+    kinds = {"restricted_imagenet": "imagenet", "imagenet_minus_rimagenet": "imagenet"}
+    data = {}
+    for ds in cfg["datasets"].values():
+        data[ds["root"]] = kinds.get(ds["source"], ds["source"])
+        for ood, root in (ds.get("ood_roots") or {}).items():
+            data[root] = kinds.get(ood, ood)
+    checkpoints = []
+    for name, run in cfg["runs"].items():
+        if isinstance(run.get("init_from"), dict):
+            ds, model = cfg["datasets"][run["dataset"]], cfg["models"][run["model"]]
+            checkpoints.append(
+                {
+                    "path": run["init_from"]["path"],
+                    "format": run["init_from"]["format"],
+                    "arch": model["arch"],
+                    "kwargs": model.get("kwargs") or {},
+                    "num_classes": ds["num_classes"],
+                    "channels": ds["channels"],
+                    "mean": ds["mean"],
+                    "std": ds["std"],
+                }
+            )
+    spec = Path(".snakemake/rehearsal_fixtures.json")
+    spec.parent.mkdir(exist_ok=True)
+    write_json({"data": data, "checkpoints": checkpoints}, spec)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+        ),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "dat.rehearsal", "--spec", str(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise WorkflowError(
+            f"rehearsal_fixtures: python -m dat.rehearsal failed:\n{done.stderr[-2000:]}"
+        )
+
+
+if (
+    config["rehearsal_fixtures"] and workflow.is_main_process
+):  # jobs find the files in place
+    _rehearsal_fixtures(config)
+
+
+def _check_sampling_starts(cfg):
+    """sampling.init ood needs its set (and the set's folder); every run of one dataset in a table that reports FID or
+    T (dat.report_spec.SAMPLING_KINDS) starts its test-time chains from the same source, unless the table says
+    mixed_starts: true (dat.report_spec.chain_source names each run's source)."""
+    for name in cfg["datasets"]:
+        s = sampling_cfg(name)
+        if s["init"] != "ood":
+            continue
+        ood = s.get("ood_set")
+        if not ood:
+            raise WorkflowError(
+                f"config: sampling.init ood (datasets.{name}) needs sampling.ood_set"
+            )
+        if ood in ROOTED_OOD_SETS and ood not in (
+            cfg["datasets"][name].get("ood_roots") or {}
+        ):
+            raise WorkflowError(
+                f"config: datasets.{name}: sampling.ood_set {ood!r} needs datasets.{name}.ood_roots.{ood}"
+            )
+    for name, table in cfg["tables"].items():
+        if table["kind"] not in SAMPLING_KINDS or table["mixed_starts"]:
+            continue
+        datasets = {run: cfg["runs"][run]["dataset"] for run in table["rows"].values()}
+        rows = {
+            run: (ds, chain_source(sampling_cfg(ds), _method_block(run)))
+            for run, ds in datasets.items()
+        }
+        for dataset, sources in mixed_sources(rows).items():
+            listed = ", ".join(f"{run}: {src}" for run, src in sources.items())
+            raise WorkflowError(
+                f"config: tables.{name}: its {dataset} runs start their sampling chains from different "
+                f"sources ({listed}); give them one source (sampling.init, datasets.{dataset}.sampling) or "
+                f"set tables.{name}.mixed_starts: true"
+            )
+
+
 _check_references(config)
 _add_rows_if_present(config)
 _check_dataset_overrides(config)
+_check_snapshot_seeds(config)
 for _run in config["runs"]:
     try:  # parse every run's training block now, so a bad override fails before any job starts
         TrainConfig.from_dict(
@@ -172,6 +292,9 @@ for _run in config["runs"]:
             f"config: runs.{_run}: ood_set {_ood_set!r} needs datasets.{config['runs'][_run]['dataset']}"
             f".ood_roots.{_ood_set}"
         )
+
+
+_check_sampling_starts(config)
 
 
 def _download_roots(cfg):
@@ -237,19 +360,73 @@ def dataset_downloads(wildcards):
 
 
 def _ood_input(dataset, ood):
-    """The download marker (or the data check) of an OOD set read from a folder of its own."""
+    """The download marker (or the data check) of an OOD set read from a folder of its own. A dataset OOD set is
+    downloaded when its dataset downloads, or when another dataset downloads that source into the same folder
+    (RestrictedImageNet's CIFAR/SVHN OOD sets share the CIFAR datasets' download jobs).
+    """
     ds = config["datasets"][dataset]
     if ood not in ROOTED_OOD_SETS:
         return []
     root = ds["ood_roots"][ood]
-    download = ds["download"] and ood in DATASET_OOD_SETS
+    download = ood in DATASET_OOD_SETS and (
+        ds["download"] or DOWNLOAD_ROOTS.get(ood) == root
+    )
     _require_data(ood, root, download, f"datasets.{dataset}.ood_roots.{ood}")
     return f"results/downloads/{ood}.json" if download else []
 
 
 def ood_downloads(wildcards):
-    """The download marker of a dataset OOD set (cifar10, cifar100, svhn) when its dataset downloads."""
+    """The download marker of a dataset OOD set (cifar10, cifar100, svhn) when some dataset downloads it there."""
     return _ood_input(wildcards.dataset, wildcards.ood)
+
+
+def ood_root_arg(dataset, name):
+    """`--root <folder>` of an OOD set read from a folder (datasets.<dataset>.ood_roots.<name>), else nothing: the
+    folders are evaluation keys, left out of dataset.json (dat.config.EVALUATION_DATASET_KEYS).
+    """
+    root = (config["datasets"][dataset].get("ood_roots") or {}).get(name)
+    return f"--root {shlex.quote(root)}" if root else ""
+
+
+def is_block(dataset):
+    """The dataset's evaluate.fid.inception_score block, or None when IS is off (absent or enabled false)."""
+    block = evaluate_cfg(dataset)["fid"].get("inception_score") or {}
+    return block if block.get("enabled") else None
+
+
+def _is_weights(cfg):
+    """Weights file name -> the inception_score block of every dataset that computes IS (one download job per
+    file); two blocks naming the same file differently fail here."""
+    found = {}
+    for name in cfg["datasets"]:
+        block = is_block(name)
+        if block is None:
+            continue
+        key = Path(block["weights"]).name
+        if found.setdefault(key, block) != block:
+            raise WorkflowError(
+                f"config: datasets.{name}: evaluate.fid.inception_score names the weights file {key} with another "
+                f"path, url or sha256 than another dataset ({found[key]})"
+            )
+    return found
+
+
+IS_WEIGHTS = _is_weights(config)
+
+
+def is_weights_input(wildcards):
+    """The IS weights marker of a run's dataset (written once the file is downloaded and its sha256 checks out), or
+    nothing when IS is off. A missing file without a url fails the DAG, naming the key.
+    """
+    block = is_block(dataset_of(wildcards.run))
+    if block is None:
+        return []
+    if not block.get("url") and not os.path.exists(block["weights"]):
+        raise WorkflowError(
+            f"evaluate.fid.inception_score.weights: {block['weights']} is not there and url is null; put the file "
+            f"there (sha256 {block['sha256']}...) or set evaluate.fid.inception_score.url"
+        )
+    return f"results/downloads/inception/{Path(block['weights']).name}.json"
 
 
 def dataset_of(run):
@@ -308,6 +485,32 @@ def init_input(wildcards):
     return init["path"]
 
 
+def selects_checkpoint(run):
+    """True when the run's evaluations measure its best-FID weight snapshot (evaluate.checkpoint best_fid and a
+    method that saves snapshots); a run without snapshots is evaluated at its final model.pt.
+    """
+    return evaluate_cfg(dataset_of(run))["checkpoint"] == "best_fid" and bool(
+        _method_block(run).get("snapshots")
+    )
+
+
+def eval_model(wildcards):
+    """The checkpoint every evaluation of a run reads: results/{run}/selected.pt (rule select_checkpoint) when it
+    selects its best-FID snapshot, else results/{run}/model.pt.
+    """
+    name = "selected.pt" if selects_checkpoint(wildcards.run) else "model.pt"
+    return f"results/{wildcards.run}/{name}"
+
+
+def snapshot_grid(wildcards):
+    """The grid whose T the snapshot FIDs use: always the final model's. Under best_fid that is
+    results/{run}/grid_final.json (rule grid_search_final), since grid.json is then the selected model's and
+    depends on the selection; otherwise grid.json is the final model's grid.
+    """
+    name = "grid_final.json" if selects_checkpoint(wildcards.run) else "grid.json"
+    return f"results/{wildcards.run}/{name}"
+
+
 def init_args(wildcards, input):
     init = config["runs"][wildcards.run].get("init_from")
     if init is None:
@@ -331,10 +534,22 @@ def aux_ood_args(wildcards, input):
 
 def sampling_starts_input(wildcards):
     """The chain starts of a run's test-time samples: its auxiliary OOD images under sampling.init train (for a run
-    trained against such a set), nothing (uniform noise) otherwise."""
-    if sampling_cfg(dataset_of(wildcards.run))["init"] == "train":
+    trained against such a set), its dataset's start images under sampling.init ood, nothing (uniform noise)
+    otherwise."""
+    init = sampling_cfg(dataset_of(wildcards.run))["init"]
+    if init == "train":
         return aux_ood_input(wildcards)
+    if init == "ood":
+        return f"results/data/{dataset_of(wildcards.run)}/sampling_starts.npz"
     return []
+
+
+def sampling_starts_user_file(wildcards):
+    """The user's file (file:<path>), or the data check / download marker, behind a dataset's sampling.ood_set."""
+    name = sampling_cfg(wildcards.dataset)["ood_set"]
+    if name.startswith(("npz:", "file:")):
+        return name.split(":", 1)[1]
+    return _ood_input(wildcards.dataset, name)
 
 
 def sampling_starts_args(wildcards, input):
@@ -386,17 +601,6 @@ def runtime_min(base):
     return _runtime
 
 
-# Report: each table and the figures are declared once, as spec files (dat.report_spec) that local rules write from
-# the config; dat.report_spec also says which run files each table kind and figure group reads and what it writes.
-from dat.report_spec import (
-    FIGURE_EXTENSIONS,
-    FIGURE_GROUPS,
-    METRICS_INPUTS,
-    TABLE_INPUTS,
-    figure_stems,
-)
-
-
 def table_kind(name):
     return config["tables"][name].get("kind", "main")
 
@@ -411,9 +615,11 @@ def _label(block, key):
 
 
 def _spec_rows(rows):
-    """Spec rows (dat.report_spec) of a mapping row label -> run."""
+    """Spec rows (dat.report_spec) of a mapping row label -> run; a label names what a RATIO run was trained against
+    when that is not the paper's 80M Tiny Images (dat.report_spec.row_label)."""
     return [
-        {"label": label, "run_dir": f"results/{run}"} for label, run in rows.items()
+        {"label": row_label(label, _method_block(run)), "run_dir": f"results/{run}"}
+        for label, run in rows.items()
     ]
 
 

@@ -5,6 +5,7 @@
 localrules:
     write_dataset_config,
     download_data,
+    download_is_weights,
 
 
 rule write_dataset_config:
@@ -37,6 +38,30 @@ rule download_data:
         root=lambda wildcards: shlex.quote(DOWNLOAD_ROOTS[wildcards.source]),
     shell:
         "python -m dat.prepare download --source {wildcards.source} --root {params.root} --done {output.done}"
+        " > {log} 2>&1"
+
+
+# The Inception Score network's weights (evaluate.fid.inception_score): downloaded once per file unless already in
+# place, sha256-checked either way; compute_fid checks the digest again before use.
+rule download_is_weights:
+    output:
+        done="results/downloads/inception/{weights}.json",
+    log:
+        "logs/download_is_weights/{weights}.log",
+    wildcard_constraints:
+        weights="[^/]+",
+    conda:
+        ENV
+    params:
+        out=lambda wildcards: shlex.quote(IS_WEIGHTS[wildcards.weights]["weights"]),
+        sha256=lambda wildcards: IS_WEIGHTS[wildcards.weights]["sha256"],
+        url=lambda wildcards: (
+            f"--url {shlex.quote(IS_WEIGHTS[wildcards.weights]['url'])}"
+            if IS_WEIGHTS[wildcards.weights].get("url")
+            else ""
+        ),
+    shell:
+        "python -m dat.prepare weights {params.url} --sha256 {params.sha256} --out {params.out} --done {output.done}"
         " > {log} 2>&1"
 
 
@@ -77,9 +102,36 @@ rule prepare_ood:
         runtime=runtime_min(30),
     params:
         n=lambda wildcards: config["datasets"][wildcards.dataset]["n_ood"],
+        root=lambda wildcards: ood_root_arg(wildcards.dataset, wildcards.ood),
     shell:
-        "python -m dat.prepare ood --config {input.cfg} --name {wildcards.ood} --n {params.n} --out {output.ood}"
-        " > {log} 2>&1"
+        "python -m dat.prepare ood --config {input.cfg} --name {wildcards.ood} --n {params.n} {params.root}"
+        " --out {output.ood} > {log} 2>&1"
+
+
+rule prepare_sampling_starts:
+    input:
+        cfg="results/data/{dataset}/dataset.json",
+        user_file=sampling_starts_user_file,
+    output:
+        starts="results/data/{dataset}/sampling_starts.npz",
+    log:
+        "logs/prepare_sampling_starts/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_sampling_starts/{dataset}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(60),
+    params:
+        name=lambda wildcards: shlex.quote(sampling_cfg(wildcards.dataset)["ood_set"]),
+        n=lambda wildcards: sampling_cfg(wildcards.dataset)["ood_images"],
+        root=lambda wildcards: ood_root_arg(
+            wildcards.dataset, sampling_cfg(wildcards.dataset)["ood_set"]
+        ),
+    shell:
+        "python -m dat.prepare ood --config {input.cfg} --name {params.name} --n {params.n} --split train"
+        " {params.root} --out {output.starts} > {log} 2>&1"
 
 
 rule fid_ref:

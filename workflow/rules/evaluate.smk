@@ -1,11 +1,13 @@
 # Sampling and metrics. Every run goes through the same rules (a wildcard over the model), so the tables
 # compare like with like.
+# Every evaluation reads the checkpoint eval_model names (common.smk): model.pt, or under evaluate.checkpoint
+# best_fid the selected.pt of rule select_checkpoint.
 
 
 rule grid_search_steps:
     input:
         cfg="results/{run}/run.json",
-        model="results/{run}/model.pt",
+        model=eval_model,
         ref=data_file("fid_ref.npz"),
         starts=sampling_starts_input,
     output:
@@ -28,10 +30,25 @@ rule grid_search_steps:
         " --out {output.grid} --threads {threads} > {log} 2>&1"
 
 
-rule sample_images:
+# the final model's grid, for the snapshot FIDs under best_fid (grid.json is then the selected model's)
+use rule grid_search_steps as grid_search_final with:
     input:
         cfg="results/{run}/run.json",
         model="results/{run}/model.pt",
+        ref=data_file("fid_ref.npz"),
+        starts=sampling_starts_input,
+    output:
+        grid="results/{run}/grid_final.json",
+    log:
+        "logs/grid_search_final/{run}.log",
+    benchmark:
+        "benchmarks/grid_search_final/{run}.tsv"
+
+
+rule sample_images:
+    input:
+        cfg="results/{run}/run.json",
+        model=eval_model,
         grid="results/{run}/grid.json",
         starts=sampling_starts_input,
     output:
@@ -74,6 +91,7 @@ rule compute_fid:
         samples="results/{run}/samples.npz",
         ref=data_file("fid_ref.npz"),
         floor=data_file("fid_floor.json"),
+        is_weights=is_weights_input,
     output:
         fid="results/{run}/metrics/fid.json",
     log:
@@ -98,6 +116,7 @@ use rule compute_fid as compute_fid_uncond with:
         samples="results/{run}/samples_uncond.npz",
         ref=data_file("fid_ref.npz"),
         floor=data_file("fid_floor.json"),
+        is_weights=is_weights_input,
     output:
         fid="results/{run}/metrics/fid_uncond.json",
     log:
@@ -109,7 +128,7 @@ use rule compute_fid as compute_fid_uncond with:
 rule eval_robust:
     input:
         cfg="results/{run}/run.json",
-        model="results/{run}/model.pt",
+        model=eval_model,
         test=data_file("test.npz"),
     output:
         robust="results/{run}/metrics/robust.json",
@@ -134,7 +153,7 @@ rule eval_robust:
 rule eval_ood:
     input:
         cfg="results/{run}/run.json",
-        model="results/{run}/model.pt",
+        model=eval_model,
         test=data_file("test.npz"),
         ood=ood_inputs,
     output:
@@ -158,7 +177,7 @@ rule eval_ood:
 rule eval_calibration:
     input:
         cfg="results/{run}/run.json",
-        model="results/{run}/model.pt",
+        model=eval_model,
         test=data_file("test.npz"),
     output:
         calibration="results/{run}/metrics/calibration.json",
@@ -181,7 +200,7 @@ rule eval_calibration:
 rule eval_counterfactual:
     input:
         cfg="results/{run}/run.json",
-        model="results/{run}/model.pt",
+        model=eval_model,
         train=data_file("train.npz"),
         ref=data_file("fid_ref.npz"),
     output:
@@ -204,14 +223,15 @@ rule eval_counterfactual:
         " --threads {threads} > {log} 2>&1"
 
 
-# paper Figure 4: robust accuracy and FID of the weight snapshots of a run whose method has a snapshots block
+# paper Figure 4: robust accuracy and FID of the weight snapshots of a run whose method has a snapshots block (and
+# of model.pt when its step is not a snapshot's), at the final model's grid T (snapshot_grid), seed seed_snapshots
 rule eval_snapshots:
     input:
         cfg="results/{run}/run.json",
         model="results/{run}/model.pt",
         test=data_file("test.npz"),
         ref=data_file("fid_ref.npz"),
-        grid="results/{run}/grid.json",
+        grid=snapshot_grid,
         starts=sampling_starts_input,
     output:
         snapshots="results/{run}/metrics/snapshots.json",
@@ -230,5 +250,28 @@ rule eval_snapshots:
         starts=sampling_starts_args,
     shell:
         "python -m dat.eval_snapshots --config {input.cfg} --snapshots results/{wildcards.run}/snapshots"
-        " --data {input.test} --ref {input.ref} --grid {input.grid} {params.starts} --out {output.snapshots}"
-        " --threads {threads} > {log} 2>&1"
+        " --final {input.model} --data {input.test} --ref {input.ref} --grid {input.grid} {params.starts}"
+        " --out {output.snapshots} --threads {threads} > {log} 2>&1"
+
+
+# evaluate.checkpoint best_fid: the snapshot with the lowest FID in snapshots.json becomes selected.pt (model.pt's
+# format plus a `selection` record), the checkpoint every evaluation of the run then reads (eval_model)
+rule select_checkpoint:
+    input:
+        cfg="results/{run}/run.json",
+        snapshots="results/{run}/metrics/snapshots.json",
+    output:
+        model="results/{run}/selected.pt",
+        selection="results/{run}/selection.json",
+    log:
+        "logs/select_checkpoint/{run}.log",
+    benchmark:
+        "benchmarks/select_checkpoint/{run}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=8000,
+        runtime=runtime_min(30),
+    shell:
+        "python -m dat.select_checkpoint --config {input.cfg} --snapshots {input.snapshots}"
+        " --out {output.model} --record {output.selection} > {log} 2>&1"

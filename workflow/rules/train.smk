@@ -85,6 +85,9 @@ rule prepare_aux_ood:
         name=lambda wildcards: shlex.quote(aux_block(wildcards.run)["ood_set"]),
         n=lambda wildcards: aux_block(wildcards.run)["ood_images"],
         seed=lambda wildcards: config["runs"][wildcards.run]["seed"],
+        root=lambda wildcards: ood_root_arg(
+            dataset_of(wildcards.run), aux_block(wildcards.run)["ood_set"]
+        ),
     shell:
         "python -m dat.prepare ood --config {input.cfg} --name {params.name} --n {params.n} --seed {params.seed} --split train"
-        " --out {output.aux_ood} > {log} 2>&1"
+        " {params.root} --out {output.aux_ood} > {log} 2>&1"

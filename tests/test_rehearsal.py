@@ -1,0 +1,132 @@
+"""The rehearsal of the paper configuration (profiles/rehearsal): it changes sizes only, its fixtures are read by the
+real parsing and import code, and (slow) every target of `all` executes on the CPU."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from dat import rehearsal
+from dat.checkpoint import published_weights
+from dat.config import deep_merge
+from dat.data import imagenet_files, load_ood, load_split
+from dat.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+# the leaves config/rehearsal.yaml may change: sizes, counts, paths and machine settings, never a method's settings
+SIZE_KEYS = {"root", "cifar10", "cifar100", "svhn", "imagenet_minus_rimagenet", "openimages",  # data folders
+             "path",  # init_from checkpoint files
+             "image_size", "n_ood", "n_examples", "n_images", "n_in", "n_out", "n_grid", "n_final", "n_pgd",
+             "n_samples", "batch_size", "epochs", "window_images", "ood_images", "buffer_size", "num_workers",
+             "every_steps", "steps_grid", "rehearsal_fixtures"}
+# evaluation iteration counts the rehearsal shortens (the trained methods keep theirs: attack.steps is not here)
+EVAL_STEPS = {("evaluate", "pgd", "steps"), ("evaluate", "ood", "steps"), ("evaluate", "counterfactual", "steps"),
+              ("evaluate", "fid", "inception_score", "enabled")}  # IS weights: downloaded at run time
+WHEEL_MISSING = not rehearsal.FOOLBOX_WHEEL.exists() and not os.environ.get("CI")
+needs_wheel = pytest.mark.skipif(WHEEL_MISSING, reason=f"{rehearsal.FOOLBOX_WHEEL} missing (run ./setup.sh)")
+
+
+def _leaves(tree, prefix=()):
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _leaves(value, (*prefix, key))
+    else:
+        yield prefix, tree
+
+
+def test_rehearsal_config_changes_sizes_only():
+    paper = yaml.safe_load((REPO / "config.yaml").read_text())
+    sizes = yaml.safe_load((REPO / "config/rehearsal.yaml").read_text())
+    merged = deep_merge(paper, sizes)
+    changed = [path for path, value in _leaves(sizes)]
+    assert changed, "config/rehearsal.yaml is empty"
+    for path in changed:
+        assert path[-1] in SIZE_KEYS or path in EVAL_STEPS, f"config/rehearsal.yaml changes {'.'.join(path)}"
+    # nothing added or dropped: the same runs, tables, models and methods as the paper
+    for key in ("runs", "tables", "models", "methods", "datasets"):
+        assert list(merged[key]) == list(paper[key]), key
+    assert merged["models"] == paper["models"] and merged["tables"] == paper["tables"]
+    for name, method in paper["methods"].items():
+        for key in ("attack", "optimizer", "augment", "freeze_batchnorm", "ema_decay", "precision"):
+            assert merged["methods"][name].get(key) == method.get(key), (name, key)
+    # every ImageNet-size dataset is shrunk the same way, and every CIFAR one keeps its 32 px
+    assert {d["image_size"] for d in merged["datasets"].values()} == {32, 64}
+
+
+@needs_wheel
+def test_fixtures_are_read_by_the_real_loaders(tmp_path):
+    spec = {"data": {str(tmp_path / "c10"): "cifar10", str(tmp_path / "c100"): "cifar100",
+                     str(tmp_path / "svhn"): "svhn", str(tmp_path / "in"): "imagenet",
+                     str(tmp_path / "oi"): "openimages"}}
+    assert set(rehearsal.build(spec).values()) == {"written"}
+    assert set(rehearsal.build(spec).values()) == {"present"}  # a second build writes nothing
+    x, y = load_split("cifar10", str(tmp_path / "c10"), "train")
+    real, labels = rehearsal.foolbox_images("cifar10")
+    assert x.shape == (40, 32, 32, 3) and np.array_equal(x[:20], real) and np.array_equal(x[20:], real[:, :, ::-1])
+    assert np.array_equal(y, np.concatenate([labels, labels]))
+    x, y = load_split("cifar100", str(tmp_path / "c100"), "test")
+    assert x.shape == (20, 32, 32, 3) and y.max() >= 10
+    x, y = load_split("svhn", str(tmp_path / "svhn"), "test")
+    assert x.shape == (20, 32, 32, 3) and 0 <= y.min() and y.max() <= 9
+    x, y = imagenet_files(str(tmp_path / "in"), "train", restricted=True, size=64)
+    assert x.shape == (16, 64, 64, 3) and set(y.tolist()) == set(range(9))  # one class in each super-class
+    assert load_ood("imagenet_minus_rimagenet", 100, 3, 32, 0, root=str(tmp_path / "in")).shape == (7, 32, 32, 3)
+    assert load_ood("openimages", 5, 3, 64, 0, root=str(tmp_path / "oi")).shape == (5, 64, 64, 3)
+    # a folder with other files is never written to
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real/data_batch_1").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="not a rehearsal fixture"):
+        rehearsal.build({"data": {str(tmp_path / "real"): "cifar10"}})
+
+
+@pytest.mark.parametrize("arch, kwargs, fmt", [
+    ("wide_resnet", {"depth": 10, "widen_factor": 1}, "robustbench"),
+    ("torchvision_resnet", {"depth": 18}, "robustness"),
+    ("torchvision_resnet", {"depth": 18}, "state_dict"),
+    ("timm_convnext", {"variant": "convnext_atto", "convstem": True}, "revisiting_at"),
+])
+def test_published_layouts_import_back_to_the_same_weights(arch, kwargs, fmt):
+    """dat.rehearsal writes each published layout; dat.checkpoint.published_weights reads it back unchanged."""
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3, **kwargs)
+    ckpt = rehearsal.published_checkpoint(model, fmt)
+    if fmt == "robustbench":
+        assert "block1.layer.0.conv1.weight" in ckpt and "sub_block1.layer.0.conv1.weight" in ckpt
+    state = published_weights(ckpt, fmt, model)
+    own = model.state_dict()
+    assert set(state) == set(own)
+    for key, value in own.items():
+        if fmt == "robustbench" and key.startswith("normalize."):
+            continue  # RobustBench models take [0, 1] inputs: identity normalization
+        assert torch.equal(state[key], value), key
+
+
+@pytest.mark.slow
+@needs_wheel
+def test_rehearsal_of_every_paper_target(tmp_path):
+    """`snakemake --profile profiles/rehearsal all`: the paper's config.yaml at toy size, every table and figure."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--profile",
+           str(REPO / "profiles/rehearsal"), "--directory", str(tmp_path), "all"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    res = tmp_path / "results"
+    paper = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name in paper["tables"]:
+        if not name.startswith("ablation_"):
+            assert (res / f"tables/{name}.tex").read_text().count(r"\bottomrule") == 1, name
+    # the published checkpoints' rows are there, imported from their layouts and evaluated as they are
+    assert "RATIO (official checkpoint)" in (res / "tables/table1.tex").read_text()
+    for run in ("cifar10_ratio_official", "imagenet256_convnext_at"):
+        ckpt = torch.load(res / run / "model.pt", weights_only=True)
+        assert ckpt["step"] == 0 and len(ckpt["init_sha256"]) == 64
+    # the paper's class counts and image formats reached the models and the samples
+    for run, shape in (("cifar100_dat", (4, 32, 32, 3)), ("rimagenet_dat", (4, 64, 64, 3)),
+                       ("imagenet256_convnext_dat", (4, 64, 64, 3))):
+        with np.load(res / run / "samples.npz") as s:
+            assert s["x"].shape == shape and s["x"].dtype == np.uint8, run
