@@ -65,7 +65,8 @@ def foolbox_images(prefix: str, wheel: str | Path = FOOLBOX_WHEEL) -> tuple[np.n
     return x, np.array([label for _, label, _ in found], dtype=np.int64)
 
 
-def _pickle(path: Path, entry: dict) -> None:
+def pickle_file(path: Path, entry: dict) -> None:
+    """Pickle ``entry`` to ``path`` (protocol of the running Python), creating its folder: CIFAR's file format."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         pickle.dump(entry, fh)
@@ -87,14 +88,14 @@ def write_cifar(root: str | Path, source: str, wheel: str | Path = FOOLBOX_WHEEL
     if source == "cifar10":
         folder = Path(root) / "cifar-10-batches-py"
         for i, part in enumerate(np.array_split(np.arange(len(x_train)), 5)):
-            _pickle(folder / f"data_batch_{i + 1}", {"data": cifar_rows(x_train[part]), "labels": y_train[part].tolist()})
-        _pickle(folder / "test_batch", {"data": cifar_rows(x), "labels": y.tolist()})
-        _pickle(folder / "batches.meta", {"label_names": [str(k) for k in range(10)]})
+            pickle_file(folder / f"data_batch_{i + 1}", {"data": cifar_rows(x_train[part]), "labels": y_train[part].tolist()})
+        pickle_file(folder / "test_batch", {"data": cifar_rows(x), "labels": y.tolist()})
+        pickle_file(folder / "batches.meta", {"label_names": [str(k) for k in range(10)]})
     elif source == "cifar100":
         folder = Path(root) / "cifar-100-python"
         for split, (xs, ys) in (("train", (x_train, y_train)), ("test", (x, y))):
-            _pickle(folder / split, {"data": cifar_rows(xs), "fine_labels": ys.tolist(), "coarse_labels": (ys // 5).tolist()})
-        _pickle(folder / "meta", {"fine_label_names": [str(k) for k in range(100)]})
+            pickle_file(folder / split, {"data": cifar_rows(xs), "fine_labels": ys.tolist(), "coarse_labels": (ys // 5).tolist()})
+        pickle_file(folder / "meta", {"fine_label_names": [str(k) for k in range(100)]})
     else:
         raise ValueError(f"write_cifar: source {source!r} is not cifar10 or cifar100")
 

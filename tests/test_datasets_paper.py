@@ -1,41 +1,19 @@
 """The paper's datasets read through the real parsing code, on fixtures in torchvision's on-disk formats built from the
 20 real CIFAR-10 and 20 real CIFAR-100 test images that the foolbox 3.3.4 wheel ships (setup.sh keeps it in .whl/)."""
 
-import io
 import os
-import pickle
-import re
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from dat.data import load_split, missing_files
+from dat.rehearsal import FOOLBOX_WHEEL, cifar_rows, foolbox_images, pickle_file
 
-WHEEL = Path(__file__).resolve().parents[1] / ".whl/foolbox-3.3.4-py3-none-any.whl"
+WHEEL = FOOLBOX_WHEEL
 # skipped on a machine where ./setup.sh has not run; never in CI, where setup.sh must have fetched the wheel
 pytestmark = pytest.mark.skipif(not WHEEL.exists() and not os.environ.get("CI"), reason=f"{WHEEL} missing (run ./setup.sh)")
-
-
-def foolbox_images(prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    """The wheel's ``foolbox/data/{prefix}_{index}_{label}.png`` files as uint8 (N, 32, 32, 3) and int64 labels."""
-    pattern = re.compile(rf"foolbox/data/{prefix}_(\d+)_(\d+)\.png$")
-    with zipfile.ZipFile(WHEEL) as wheel:
-        found = sorted((int(m[1]), int(m[2]), name) for name in wheel.namelist() if (m := pattern.match(name)))
-        x = np.stack([np.asarray(Image.open(io.BytesIO(wheel.read(name))).convert("RGB")) for _, _, name in found])
-    return x, np.array([label for _, label, _ in found], dtype=np.int64)
-
-
-def _pickle(path: Path, entry: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        pickle.dump(entry, fh)
-
-
-def _rows(x: np.ndarray) -> np.ndarray:
-    return x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # CIFAR's row layout: 3072 bytes, channel-major
+_pickle, _rows = pickle_file, cifar_rows
 
 
 @pytest.fixture(scope="module")

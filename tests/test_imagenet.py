@@ -19,6 +19,7 @@ from PIL import Image
 
 from dat import data, prepare, train
 from dat.io import read_json, write_json
+from dat.rehearsal import photo_crops, robustness_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 # ImageNet class index -> number of images per split; 151 (dog), 281 (cat), 30 (frog) and 319 (insect) are
@@ -26,17 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE_CLASSES = {151: 3, 152: 2, 281: 2, 30: 2, 319: 2, 500: 3, 999: 2}
 
 
-def _photo_crops(n: int, seed: int) -> list[np.ndarray]:
-    """``n`` real RGB crops of assorted sizes and aspect ratios (like ImageNet JPEGs)."""
-    photos = [p for p in data._photos() if p.ndim == 3 and p.shape[2] == 3]
-    rng = np.random.default_rng(seed)
-    crops = []
-    for _ in range(n):
-        img = photos[rng.integers(len(photos))]
-        h, w = int(rng.integers(60, 140)), int(rng.integers(60, 140))
-        top, left = int(rng.integers(0, img.shape[0] - h)), int(rng.integers(0, img.shape[1] - w))
-        crops.append(np.ascontiguousarray(img[top:top + h, left:left + w]))
-    return crops
+_photo_crops = photo_crops
 
 
 @pytest.fixture(scope="module")
@@ -177,12 +168,7 @@ def test_open_images_folder_and_tiny_images_bin(imagenet_root, tmp_path):
 
 
 def _robustness_checkpoint(path: Path, state: dict) -> None:
-    """A checkpoint in the Robustness library's layout: the network under module.model., plus its attacker's copy
-    and its normalizer, and training metadata."""
-    model = {f"module.model.{k}": v for k, v in state.items()}
-    model |= {f"module.attacker.model.{k}": v for k, v in state.items()}
-    model |= {"module.normalizer.new_mean": torch.zeros(3, 1, 1), "module.normalizer.new_std": torch.ones(3, 1, 1)}
-    torch.save({"model": model, "epoch": 90}, path)
+    torch.save(robustness_checkpoint(state), path)
 
 
 def test_published_robustness_checkpoint_is_imported_and_evaluated_as_is(imagenet_root, tmp_path):
