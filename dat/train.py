@@ -347,7 +347,9 @@ class Trainer:
             with torch.no_grad():
                 real = all_gather_cat(logits_real.gather(1, y_prime.view(-1, 1)).squeeze(1).float(), self.dist)
                 fake = all_gather_cat(logits_fake.gather(1, y_prime.view(-1, 1)).squeeze(1).float(), self.dist)
-                out["auc"] = auroc(real.cpu().numpy(), fake.cpu().numpy())  # over the global batch
+                finite = bool(torch.isfinite(real).all() and torch.isfinite(fake).all())
+                # over the global batch; non-finite logits make the loss non-finite too, which train_step handles
+                out["auc"] = auroc(real.cpu().numpy(), fake.cpu().numpy()) if finite else float("nan")
             out["bce"] = terms["bce"].item()
         return terms, logits_adv, out
 

@@ -171,9 +171,29 @@ def _robustness_checkpoint(path: Path, state: dict) -> None:
     torch.save(robustness_checkpoint(state), path)
 
 
+def _import_as_is(tmp_path: Path, imagenet_root: Path, model_cfg: dict, init: Path, fmt: str, size: int = 32):
+    """Import a published checkpoint through dat.train as a steps-0 (``pretrained``) run on the RestrictedImageNet
+    fixture, as the pipeline does; returns (model, checkpoint dict) of its model.pt."""
+    from dat.checkpoint import load_model
+
+    cfg = _dataset_json(tmp_path, imagenet_root, "restricted_imagenet", 9, size=size)
+    assert prepare.main(["splits", "--config", str(cfg), "--out-dir", str(tmp_path / "data")]) == 0
+    run = {"run": "pub", "method": "pretrained", "seed": 0, "init_from": None, "dataset": read_json(cfg),
+           "model": model_cfg,
+           "train": {"batch_size": 4, "steps": 0, "ema_decay": None, "attack": {"eps": 3.0, "step_size": 0.6},
+                     "optimizer": {"name": "sgd", "lr": 0.0}}}
+    write_json(run, tmp_path / "run.json")
+    rc = train.main(["--config", str(tmp_path / "run.json"), "--data-dir", str(tmp_path / "data"),
+                     "--init", str(init), "--init-format", fmt, "--model-out", str(tmp_path / "pub/model.pt"),
+                     "--log-csv", str(tmp_path / "pub/log.csv"), "--ckpt-dir", str(tmp_path / "pub/ckpt"),
+                     "--threads", "1"])
+    assert rc == 0
+    return load_model(tmp_path / "pub/model.pt")
+
+
 def test_published_robustness_checkpoint_is_imported_and_evaluated_as_is(imagenet_root, tmp_path):
     """A run with steps 0 imports a published checkpoint (Robustness-library layout) without training."""
-    from dat.checkpoint import load_model, published_weights
+    from dat.checkpoint import published_weights
     from dat.models import build_model
 
     kwargs = dict(num_classes=9, in_channels=3, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], depth=18)
@@ -181,19 +201,8 @@ def test_published_robustness_checkpoint_is_imported_and_evaluated_as_is(imagene
     published = build_model("torchvision_resnet", **kwargs)
     _robustness_checkpoint(tmp_path / "pub.ckpt", {k[len("backbone."):]: v for k, v in published.state_dict().items()
                                                     if k.startswith("backbone.")})
-    cfg = _dataset_json(tmp_path, imagenet_root, "restricted_imagenet", 9)
-    assert prepare.main(["splits", "--config", str(cfg), "--out-dir", str(tmp_path / "data")]) == 0
-    run = {"run": "pub", "method": "pretrained", "seed": 0, "init_from": None, "dataset": read_json(cfg),
-           "model": {"arch": "torchvision_resnet", "kwargs": {"depth": 18}},
-           "train": {"batch_size": 4, "steps": 0, "ema_decay": None, "attack": {"eps": 3.0, "step_size": 0.6},
-                     "optimizer": {"name": "sgd", "lr": 0.0}}}
-    write_json(run, tmp_path / "run.json")
-    rc = train.main(["--config", str(tmp_path / "run.json"), "--data-dir", str(tmp_path / "data"),
-                     "--init", str(tmp_path / "pub.ckpt"), "--init-format", "robustness",
-                     "--model-out", str(tmp_path / "pub/model.pt"), "--log-csv", str(tmp_path / "pub/log.csv"),
-                     "--ckpt-dir", str(tmp_path / "pub/ckpt"), "--threads", "1"])
-    assert rc == 0
-    model, ckpt = load_model(tmp_path / "pub/model.pt")
+    model, ckpt = _import_as_is(tmp_path, imagenet_root, {"arch": "torchvision_resnet", "kwargs": {"depth": 18}},
+                                tmp_path / "pub.ckpt", "robustness")
     assert ckpt["step"] == 0 and len(ckpt["init_sha256"]) == 64
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
@@ -208,7 +217,7 @@ def test_published_convnext_convstem_checkpoint_keeps_its_input_convention(image
     layer, module. prefix) is imported by a steps-0 run and computes the published network on raw [0, 1] pixels (its
     stem equals the stem computed by hand); the layout with their normalisation layer (module.base_model.normalize.*,
     .model.*) applies its ImageNet mean/std exactly once. ConvNeXt-L widths and stem, one block per stage."""
-    from dat.checkpoint import load_model, published_weights
+    from dat.checkpoint import published_weights
     from dat.models import build_model
     from tests.test_models import _hand_convstem
 
@@ -222,19 +231,9 @@ def test_published_convnext_convstem_checkpoint_keeps_its_input_convention(image
             m.bias.data.uniform_(-0.5, 0.5)
     weights = {k: v.clone() for k, v in net.state_dict().items()}
     torch.save({f"module.{k}": v for k, v in weights.items()}, tmp_path / "convnext_large_cvst_robust.pt")
-    cfg = _dataset_json(tmp_path, imagenet_root, "restricted_imagenet", 9, size=64)
-    assert prepare.main(["splits", "--config", str(cfg), "--out-dir", str(tmp_path / "data")]) == 0
-    run = {"run": "cnx", "method": "pretrained", "seed": 0, "init_from": None, "dataset": read_json(cfg),
-           "model": {"arch": "timm_convnext", "kwargs": {k: kwargs[k] for k in ("variant", "convstem", "depths")}},
-           "train": {"batch_size": 4, "steps": 0, "ema_decay": None, "attack": {"eps": 3.0, "step_size": 2.0},
-                     "optimizer": {"name": "sgd", "lr": 0.0}}}
-    write_json(run, tmp_path / "run.json")
-    rc = train.main(["--config", str(tmp_path / "run.json"), "--data-dir", str(tmp_path / "data"),
-                     "--init", str(tmp_path / "convnext_large_cvst_robust.pt"), "--init-format", "revisiting_at",
-                     "--model-out", str(tmp_path / "cnx/model.pt"), "--log-csv", str(tmp_path / "cnx/log.csv"),
-                     "--ckpt-dir", str(tmp_path / "cnx/ckpt"), "--threads", "1"])
-    assert rc == 0
-    model, ckpt = load_model(tmp_path / "cnx/model.pt")
+    model_cfg = {"arch": "timm_convnext", "kwargs": {k: kwargs[k] for k in ("variant", "convstem", "depths")}}
+    model, ckpt = _import_as_is(tmp_path, imagenet_root, model_cfg, tmp_path / "convnext_large_cvst_robust.pt",
+                                "revisiting_at", size=64)
     assert ckpt["step"] == 0 and len(ckpt["init_sha256"]) == 64
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():

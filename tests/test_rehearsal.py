@@ -47,14 +47,23 @@ def test_rehearsal_config_changes_sizes_only():
     changed = [path for path, value in _leaves(sizes)]
     assert changed, "config/rehearsal.yaml is empty"
     for path in changed:
+        if path[-1] == "lr":  # learning rates follow the batch size (linear scaling)
+            method, paper_method = merged["methods"][path[1]], paper["methods"][path[1]]
+            scale = method["batch_size"] / paper_method["batch_size"]
+            assert method["optimizer"]["lr"] == pytest.approx(paper_method["optimizer"]["lr"] * scale), path
+            continue
         assert path[-1] in SIZE_KEYS or path in EVAL_STEPS, f"config/rehearsal.yaml changes {'.'.join(path)}"
     # nothing added or dropped: the same runs, tables, models and methods as the paper
     for key in ("runs", "tables", "models", "methods", "datasets"):
         assert list(merged[key]) == list(paper[key]), key
     assert merged["models"] == paper["models"] and merged["tables"] == paper["tables"]
     for name, method in paper["methods"].items():
-        for key in ("attack", "optimizer", "augment", "freeze_batchnorm", "ema_decay", "precision"):
-            assert merged["methods"][name].get(key) == method.get(key), (name, key)
+        for key in ("attack", "augment", "freeze_batchnorm", "ema_decay", "precision", "bce", "sgld", "ratio"):
+            for leaf, value in _leaves(method.get(key) or {}):
+                if leaf[-1:] not in (("window_images",), ("ood_images",), ("buffer_size",)):
+                    assert dict(_leaves(merged["methods"][name].get(key) or {}))[leaf] == value, (name, key, leaf)
+        assert {k: v for k, v in merged["methods"][name].get("optimizer", {}).items() if k != "lr"} == {
+            k: v for k, v in method.get("optimizer", {}).items() if k != "lr"}, name
     # every ImageNet-size dataset is shrunk the same way, and every CIFAR one keeps its 32 px
     assert {d["image_size"] for d in merged["datasets"].values()} == {32, 64}
 

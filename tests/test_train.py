@@ -265,6 +265,22 @@ def test_nonfinite_loss_stops_with_its_own_exit_code_keeping_the_last_good_check
     assert not (run_dir / "model.pt").exists()
 
 
+def test_nonfinite_contrastive_logits_stop_like_a_nonfinite_loss(workdir, monkeypatch):
+    """NaN contrastive samples (a blown-up model, as a 2-update rehearsal at the paper's lr gave) end the run with
+    the divergence exit code, not a ValueError from the batch AUC."""
+    real_ascent, calls = train.normalized_gradient_ascent, []
+
+    def nan_at_3(*args, **kwargs):
+        calls.append(1)
+        x_T, extra = real_ascent(*args, **kwargs)
+        return (x_T * float("nan") if len(calls) == 3 else x_T), extra
+
+    monkeypatch.setattr(train, "normalized_gradient_ascent", nan_at_3)
+    rc, run_dir = _train(workdir, 2, 6, "nan_fake")
+    assert rc == train.EXIT_NONFINITE
+    assert torch.load(run_dir / "ckpt/last.pt", weights_only=True)["step"] == 2
+
+
 def _torchrun(workdir: Path, cfg_path: Path, name: str, nproc: int, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "dat.train",
            *_cli(workdir, cfg_path, name), "--device", "cpu", *extra]
