@@ -70,6 +70,9 @@ def autoattack_accuracy(model, x, y, *, eps, norm, version, batch_size, seed) ->
             warnings.simplefilter("always")
             device = device_of(model)
             adversary = AutoAttack(model, norm=norm, eps=eps, version=version, device=device, seed=seed)
+            # pyautoattack .view()s input gradients, which keep x's strides: NHWC-converted images (to_tensor) are
+            # channels-last views, so hand it a contiguous copy
+            x = x.contiguous()
             targets = autoattack_target_classes(adversary, num_classes=predict_logits(model, x[:1], 1).shape[1])
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
             x_adv = x_adv.cpu()

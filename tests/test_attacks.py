@@ -1,6 +1,7 @@
 import math
 
 import pytest
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -154,6 +155,25 @@ def test_autoattack_with_nine_classes_targets_the_eight_others(images, monkeypat
     assert out["acc_clean"] == 1.0 and 0.0 <= out["acc_robust"] <= 1.0
     assert out["max_perturbation"] <= 1e-3 + 1e-6
     assert any("apgd-t" in line for line in out["log"]) and any("fab-t" in line for line in out["log"])
+
+
+def test_autoattack_runs_on_images_converted_from_nhwc_arrays():
+    """dat.data.to_tensor gives (N, C, H, W) views of NHWC arrays (channels-last strides), whose input gradients
+    pyautoattack cannot .view(): a 3-channel model that classifies its examples correctly must still be attacked
+    (the rehearsal of the paper config found this; 1-channel smoke images never hit it)."""
+    from conftest import TinyConv
+
+    from dat.data import to_tensor
+    from dat.eval_robust import autoattack_accuracy
+
+    torch.manual_seed(0)
+    model = TinyConv(channels=3, num_classes=10).eval()
+    x = to_tensor(np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8))
+    assert not x.is_contiguous()
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every example starts correct, so APGD-CE runs
+    out = autoattack_accuracy(model, x, y, eps=8.0, norm="L2", version="standard", batch_size=4, seed=0)
+    assert out["acc_clean"] == 1.0 and out["acc_robust"] == 0.0  # a radius of 8 breaks a random tiny network
 
 
 def test_autoattack_keeps_its_target_counts_with_ten_or_more_classes():
