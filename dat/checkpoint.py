@@ -116,10 +116,20 @@ def published_weights(ckpt: dict, fmt: str, model: nn.Module, where: str = "init
     for key in ("normalize.mean", "normalize.std"):
         if key in own:
             out[key] = own[key]
+    return _fitting(out, own, fmt, where)
+
+
+def _fitting(out: dict, own: dict, fmt: str, where: str, shapes: bool = False) -> dict:
+    """``out`` (a renamed published state dict) when its keys, and with ``shapes`` its tensor shapes, are those of
+    ``own`` (the configured model's state dict); else ValueError naming up to five of each mismatch."""
+    def few(keys: list) -> str:
+        return f"{keys[:5]}{' ...' if len(keys) > 5 else ''}"
+
     missing, unexpected = sorted(set(own) - set(out)), sorted(set(out) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{where}: the {fmt} checkpoint does not fit the configured model: missing {missing[:5]}"
-                         f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    other = sorted(k for k in set(own) & set(out) if own[k].shape != out[k].shape) if shapes else []
+    if missing or unexpected or other:
+        raise ValueError(f"{where}: the {fmt} checkpoint does not fit the configured model: missing {few(missing)}, "
+                         f"unexpected {few(unexpected)}" + (f", other shapes {few(other)}" if shapes else ""))
     return out
 
 
@@ -149,12 +159,7 @@ def _robustbench_wideresnet(state: dict, model: nn.Module, where: str) -> dict:
             out[key] = value  # reported as unexpected below
     out.setdefault("normalize.mean", torch.zeros_like(own["normalize.mean"]))
     out.setdefault("normalize.std", torch.ones_like(own["normalize.std"]))
-    missing, unexpected = sorted(set(own) - set(out)), sorted(set(out) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{where}: the robustbench checkpoint does not fit the configured model: missing "
-                         f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-                         f"{' ...' if len(unexpected) > 5 else ''}")
-    return out
+    return _fitting(out, own, "robustbench", where)
 
 
 def _revisiting_at_convnext(state: dict, model: nn.Module, where: str) -> dict:
@@ -186,11 +191,4 @@ def _revisiting_at_convnext(state: dict, model: nn.Module, where: str) -> dict:
             out["backbone." + key.removeprefix("model.")] = value
     out.setdefault("normalize.mean", torch.zeros_like(own["normalize.mean"]))
     out.setdefault("normalize.std", torch.ones_like(own["normalize.std"]))
-    missing, unexpected = sorted(set(own) - set(out)), sorted(set(out) - set(own))
-    shapes = sorted(k for k in set(own) & set(out) if own[k].shape != out[k].shape)
-    if missing or unexpected or shapes:
-        raise ValueError(f"{where}: the revisiting_at checkpoint does not fit the configured model: missing "
-                         f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-                         f"{' ...' if len(unexpected) > 5 else ''}, other shapes {shapes[:5]}"
-                         f"{' ...' if len(shapes) > 5 else ''}")
-    return out
+    return _fitting(out, own, "revisiting_at", where, shapes=True)
