@@ -35,6 +35,7 @@ from torch import nn
 
 from dat import cli
 from dat.data import _photos
+from dat.fixture_markers import checkpoint_complete, checkpoint_marker, data_complete, data_marker
 from dat.io import read_json, write_json
 
 FOOLBOX_WHEEL = Path(__file__).resolve().parents[1] / ".whl/foolbox-3.3.4-py3-none-any.whl"
@@ -226,8 +227,8 @@ def build(spec: dict) -> dict:
 
     done = {}
     for root, kind in spec.get("data", {}).items():
-        marker = Path(root) / ".rehearsal_fixture.json"
-        if marker.exists() and read_json(marker).get("kind") == kind:
+        marker = data_marker(root)
+        if data_complete(root, kind):
             done[root] = "present"
             continue
         if Path(root).is_dir() and any(Path(root).iterdir()):
@@ -238,8 +239,8 @@ def build(spec: dict) -> dict:
         done[root] = "written"
     for entry in spec.get("checkpoints", []):
         path = Path(entry["path"])
-        marker = path.with_name(path.name + ".rehearsal.json")  # what the file holds: rebuilt when that changes
-        if path.exists() and marker.exists() and read_json(marker) == entry:
+        marker = checkpoint_marker(path)  # what the file holds: rebuilt when that changes
+        if checkpoint_complete(entry):
             done[str(path)] = "present"
             continue
         if path.exists() and not marker.exists():

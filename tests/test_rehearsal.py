@@ -1,10 +1,12 @@
 """The rehearsal of the paper configuration (profiles/rehearsal): it changes sizes only, its fixtures are read by the
-real parsing and import code, and (slow) every target of `all` executes on the CPU."""
+real parsing and import code, and (slow) every target of `all` and `ablations` executes on the CPU."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +14,11 @@ import pytest
 import torch
 import yaml
 
-from dat import rehearsal
+from dat import fixture_markers, rehearsal
 from dat.checkpoint import published_weights
 from dat.config import deep_merge
 from dat.data import imagenet_files, load_ood, load_split
+from dat.io import write_json
 from dat.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +71,37 @@ def test_rehearsal_config_changes_sizes_only():
     assert {d["image_size"] for d in merged["datasets"].values()} == {32, 64}
 
 
+def test_rehearsal_profile_runs_the_paper_config_merged_with_the_sizes():
+    """profiles/rehearsal is in the repository (a `rehearsal/` ignore pattern once kept it out of every clone) and
+    names config.yaml and then config/rehearsal.yaml: configfiles given by a profile replace config.yaml."""
+    profile = yaml.safe_load((REPO / "profiles/rehearsal/config.v8+.yaml").read_text())
+    assert profile["configfile"] == ["config.yaml", "config/rehearsal.yaml"]
+    assert profile["directory"] == "rehearsal"  # outputs and fixtures never land in results/ or a real dataset
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "profiles/rehearsal/config.v8+.yaml"], cwd=REPO,
+                             capture_output=True, text=True)
+    if (REPO / ".git").exists():
+        assert tracked.returncode == 0, "profiles/rehearsal is not tracked by git (.gitignore?)"
+
+
+def test_fixture_markers_say_what_is_missing(tmp_path):
+    """The planning-time check (dat.fixture_markers, no torch) agrees with dat.rehearsal.build's markers."""
+    root, ckpt = tmp_path / "c10", tmp_path / "ckpt/m.pt"
+    entry = {"path": str(ckpt), "format": "state_dict", "arch": "torchvision_resnet", "kwargs": {"depth": 18},
+             "num_classes": 10, "channels": 3, "mean": [0.5] * 3, "std": [0.25] * 3}
+    spec = {"data": {str(root): "cifar10"}, "checkpoints": [entry]}
+    assert fixture_markers.pending(spec) == [str(root), str(ckpt)]
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"x")
+    write_json(entry, fixture_markers.checkpoint_marker(ckpt))
+    root.mkdir()
+    write_json({"kind": "cifar100"}, fixture_markers.data_marker(root))  # another kind: still missing
+    assert fixture_markers.pending(spec) == [str(root)]
+    write_json({"kind": "cifar10"}, fixture_markers.data_marker(root))
+    assert fixture_markers.pending(spec) == []
+    write_json({**entry, "kwargs": {"depth": 50}}, fixture_markers.checkpoint_marker(ckpt))  # built otherwise
+    assert fixture_markers.pending(spec) == [str(ckpt)]
+
+
 @needs_wheel
 def test_fixtures_are_read_by_the_real_loaders(tmp_path):
     spec = {"data": {str(tmp_path / "c10"): "cifar10", str(tmp_path / "c100"): "cifar100",
@@ -116,21 +150,44 @@ def test_published_layouts_import_back_to_the_same_weights(arch, kwargs, fmt):
         assert torch.equal(state[key], value), key
 
 
+def _disk_use_gb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 1e9
+
+
 @pytest.mark.slow
 @needs_wheel
-@pytest.mark.skipif(not os.environ.get("DAT_REHEARSAL"), reason="opt-in (DAT_REHEARSAL=1): about 41 min on 2 cores "
-                    "and about 52 GB of disk (ConvNeXt-L and WRN-50-4 snapshots and checkpoints)")
 def test_rehearsal_of_every_paper_target(tmp_path):
-    """`snakemake --profile profiles/rehearsal all`: the paper's config.yaml at toy size, every table and figure."""
+    """`snakemake --profile profiles/rehearsal all ablations`: the paper's config.yaml at toy size, every table and
+    figure. Set DAT_REHEARSAL_REPORT=<file> to keep its wall time, disk use and per-rule job times there."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--profile",
-           str(REPO / "profiles/rehearsal"), "--directory", str(tmp_path), "all"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
-    assert proc.returncode == 0, proc.stderr[-6000:]
-    res = tmp_path / "results"
+           str(REPO / "profiles/rehearsal"), "--directory", str(tmp_path), "all", "ablations"]
+    try:
+        t0 = time.time()
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
+        if os.environ.get("DAT_REHEARSAL_REPORT"):
+            _report(tmp_path, time.time() - t0, proc.returncode, Path(os.environ["DAT_REHEARSAL_REPORT"]))
+        assert proc.returncode == 0, proc.stderr[-6000:]
+        _check_rehearsal_outputs(tmp_path / "results")
+    finally:  # tens of GB of weights: pytest would keep them in its three last base folders
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _report(workdir: Path, wall_s: float, returncode: int, out: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from summarize import collect
+
+    jobs = collect(workdir)
+    by_rule = jobs.groupby("rule")["wall_s"].agg(["count", "sum", "max"]).sort_values("sum", ascending=False)
+    runs = sorted(((_disk_use_gb(d), d.name) for d in (workdir / "results").iterdir() if d.is_dir()), reverse=True)
+    out.write_text(f"exit {returncode}; wall {wall_s:.0f} s; {len(jobs)} jobs, sum of job times "
+                   f"{jobs.wall_s.sum():.0f} s; disk {_disk_use_gb(workdir):.1f} GB\n\n{by_rule.to_string()}\n\n"
+                   + "\n".join(f"{gb:7.2f} GB  {name}" for gb, name in runs) + "\n")
+
+
+def _check_rehearsal_outputs(res: Path) -> None:
     paper = yaml.safe_load((REPO / "config.yaml").read_text())
-    for name in paper["tables"]:
-        if not name.startswith("ablation_"):
-            assert (res / f"tables/{name}.tex").read_text().count(r"\bottomrule") == 1, name
+    for name in paper["tables"]:  # every table of all and ablations
+        assert (res / f"tables/{name}.tex").read_text().count(r"\bottomrule") == 1, name
     # the published checkpoints' rows are there, imported from their layouts and evaluated as they are
     assert "RATIO (official checkpoint)" in (res / "tables/table1.tex").read_text()
     for run in ("cifar10_ratio_official", "imagenet256_convnext_at"):

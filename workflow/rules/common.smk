@@ -33,6 +33,7 @@ from dat.report_spec import (
     mixed_sources,
     row_label,
 )
+from dat.fixture_markers import pending as rehearsal_pending
 
 SCHEMA = "../schemas/config.schema.yaml"
 # Fills in the schema's defaults (the one place they are declared): the code below indexes every key that has one.
@@ -180,7 +181,8 @@ def _add_rows_if_present(cfg):
 
 def _rehearsal_fixtures(cfg):
     """rehearsal_fixtures: write the fixture data and published-layout checkpoints the config points at
-    (python -m dat.rehearsal, in a child process so that planning stays torch-free), before anything checks them.
+    (python -m dat.rehearsal, in a child process so that planning stays torch-free; skipped when every fixture
+    marker is in place), before anything checks them.
     """
     kinds = {"restricted_imagenet": "imagenet", "imagenet_minus_rimagenet": "imagenet"}
     data = {}
@@ -204,9 +206,12 @@ def _rehearsal_fixtures(cfg):
                     "std": ds["std"],
                 }
             )
-    spec = Path(".snakemake/rehearsal_fixtures.json")
-    spec.parent.mkdir(exist_ok=True)
-    write_json({"data": data, "checkpoints": checkpoints}, spec)
+    spec = {"data": data, "checkpoints": checkpoints}
+    if not rehearsal_pending(spec):  # every marker in place: no child process
+        return
+    spec_file = Path(".snakemake/rehearsal_fixtures.json")
+    spec_file.parent.mkdir(exist_ok=True)
+    write_json(spec, spec_file)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
@@ -214,7 +219,7 @@ def _rehearsal_fixtures(cfg):
         ),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "dat.rehearsal", "--spec", str(spec)],
+        [sys.executable, "-m", "dat.rehearsal", "--spec", str(spec_file)],
         env=env,
         capture_output=True,
         text=True,
