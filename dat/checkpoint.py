@@ -25,13 +25,17 @@ def load_model(path: str | Path, weights: str = "ema", device: str | torch.devic
         (model in eval mode with requires_grad False on every parameter, the checkpoint dict).
 
     Raises:
-        FileNotFoundError: naming ``path``; ValueError for an unknown ``weights``.
+        FileNotFoundError: naming ``path``; ValueError for an unknown ``weights``, or ``"raw"`` asked of a training
+        snapshot that kept the EMA weights only (``dat.train`` snapshots of an EMA run).
     """
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     ckpt = load_checkpoint(path)
     model = build_model(ckpt["model_name"], **ckpt["model_kwargs"])
     state = ckpt["ema"] if weights == "ema" and ckpt.get("ema") is not None else ckpt["model"]
+    if state is None:
+        raise ValueError(f"{path} holds the EMA weights only (a training snapshot of a run with ema_decay); "
+                         f"evaluate it with weights 'ema' (evaluate.weights)")
     model.load_state_dict(state)
     # the run's memory layout (train.channels_last) holds for its evaluations too: attacks and samplers backpropagate
     # through the same convolutions (a checkpoint written before the key existed is contiguous)

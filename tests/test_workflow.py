@@ -13,6 +13,8 @@ import pytest
 import torch
 import yaml
 
+from dat.checkpoint import load_model
+
 REPO = Path(__file__).resolve().parents[1]
 FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="Debian package dataset-fashion-mnist not installed (run ./setup.sh)")
@@ -272,6 +274,8 @@ def _with(config: dict, path: Path) -> Path:
         (lambda c: c["evaluate"]["fid"].update(inception_score={"enabled": True, "weights": "/nonexistent/w.pth"}),
          "evaluate.fid.inception_score.weights: /nonexistent/w.pth is not there and url is null"),
         (lambda c: c["evaluate"]["fid"].update(inception_score={"enabled": True, "sha256": "xyz"}), "'xyz' does not match"),
+        # the weight snapshots of an EMA run keep the EMA weights only: raw weights cannot be measured on them
+        (lambda c: c["evaluate"].update(weights="raw"), "hold the EMA weights only, and evaluate.weights of dataset"),
     ],
 )
 def test_config_errors_fail_at_parse_time_naming_the_key(tmp_path, mutate, message):
@@ -353,6 +357,9 @@ def test_micro_pipeline_end_to_end(tmp_path):
     assert all(0 <= p["acc_pgd"] <= p["acc_clean"] <= 1 and np.isfinite(p["fid"]) for p in snaps["points"])
     final = torch.load(res / "fmnist_dat/snapshots/step_0000008.pt", weights_only=True)
     assert all(torch.equal(final["ema"][k], v) for k, v in dat["ema"].items())  # the last snapshot is model.pt
+    assert final["model"] is None  # an EMA run's snapshots keep the weights evaluated, the EMA ones, only
+    with pytest.raises(ValueError, match="EMA weights only"):
+        load_model(res / "fmnist_dat/snapshots/step_0000008.pt", weights="raw")
     # Table 9: the same model sampled both ways, from the same starts at the same T
     cond = json.loads((res / "fmnist_dat/metrics/fid.json").read_text())
     uncond = json.loads((res / "fmnist_dat/metrics/fid_uncond.json").read_text())

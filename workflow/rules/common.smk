@@ -284,6 +284,18 @@ for _run in config["runs"]:
         )
     except ValueError as err:
         raise WorkflowError(f"config: {err}") from err
+    _block = _method_block(_run)
+    _evaluate = evaluate_cfg(config["runs"][_run]["dataset"])
+    if (
+        _block.get("snapshots")
+        and _block.get("ema_decay")
+        and _evaluate["weights"] == "raw"
+    ):
+        raise WorkflowError(  # dat.train snapshots of an EMA run keep the EMA weights only
+            f"config: runs.{_run}: its weight snapshots (method {config['runs'][_run]['method']}: snapshots, "
+            f"ema_decay {_block['ema_decay']}) hold the EMA weights only, and evaluate.weights of dataset "
+            f"{config['runs'][_run]['dataset']} is raw; set it to ema, or ema_decay to null"
+        )
     _ood_set = aux_block(_run).get("ood_set") or ""
     _ds = config["datasets"][config["runs"][_run]["dataset"]]
     if _ood_set.startswith(("npz:", "file:")) and not os.path.exists(
