@@ -77,9 +77,9 @@ def test_rehearsal_profile_runs_the_paper_config_merged_with_the_sizes():
     profile = yaml.safe_load((REPO / "profiles/rehearsal/config.v8+.yaml").read_text())
     assert profile["configfile"] == ["config.yaml", "config/rehearsal.yaml"]
     assert profile["directory"] == "rehearsal"  # outputs and fixtures never land in results/ or a real dataset
-    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "profiles/rehearsal/config.v8+.yaml"], cwd=REPO,
-                             capture_output=True, text=True)
     if (REPO / ".git").exists():
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "profiles/rehearsal/config.v8+.yaml"],
+                                 cwd=REPO, capture_output=True, text=True)
         assert tracked.returncode == 0, "profiles/rehearsal is not tracked by git (.gitignore?)"
 
 

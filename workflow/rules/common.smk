@@ -277,14 +277,14 @@ _add_rows_if_present(config)
 _check_dataset_overrides(config)
 _check_snapshot_seeds(config)
 for _run in config["runs"]:
+    _block = _method_block(_run)
     try:  # parse every run's training block now, so a bad override fails before any job starts
         TrainConfig.from_dict(
-            _method_block(_run),
+            _block,
             where=f"runs.{_run} (method {config['runs'][_run]['method']})",
         )
     except ValueError as err:
         raise WorkflowError(f"config: {err}") from err
-    _block = _method_block(_run)
     _evaluate = evaluate_cfg(config["runs"][_run]["dataset"])
     if (
         _block.get("snapshots")
