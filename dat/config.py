@@ -1,6 +1,6 @@
 """Typed, frozen views of one run's hyperparameters, built from the run JSON that the workflow writes.
 
-The workflow validates ``config.yaml`` against ``workflow/schemas/config.schema.yaml`` at parse time; these
+The workflow validates ``config.yaml`` against ``dat/schemas/config.schema.yaml`` (package data) at parse time; these
 dataclasses check again when a command is run by hand on a hand-written JSON, and parse fractions such as
 ``"8/255"`` to floats exactly once. Unknown keys and unknown names (``dat.registry``) raise ``ValueError`` naming
 the key and the block.
@@ -29,7 +29,7 @@ from typing import Any
 
 from dat.registry import AUGMENTATIONS, CHAIN_STARTS, DIVERGENCE_ACTIONS, NORMS, OPTIMIZERS, PRECISIONS, SCHEDULES
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # package data
 
 
 def parse_number(value: Any, key: str = "value") -> float:
@@ -52,7 +52,7 @@ def parse_number(value: Any, key: str = "value") -> float:
 
 @lru_cache(maxsize=1)
 def load_schema() -> dict:
-    """The config schema (``workflow/schemas/config.schema.yaml`` of this checkout) as a dict."""
+    """The config schema (``dat/schemas/config.schema.yaml``, package data) as a dict."""
     import yaml
 
     return yaml.safe_load(SCHEMA_PATH.read_text())

@@ -1,6 +1,6 @@
 """The names a config may use, declared once, and where each data source keeps its files.
 
-Every ``enum`` of ``workflow/schemas/config.schema.yaml`` is one of the tuples below (tests/test_config.py checks
+Every ``enum`` of ``dat/schemas/config.schema.yaml`` is one of the tuples below (tests/test_config.py checks
 that they are equal, so a name added in one place and not the other fails a test); the library modules take their
 name lists from here (``dat.data`` its sources, OOD sets and augmentations, ``dat.checkpoint`` its checkpoint
 formats, ``dat.config`` the choices it checks again on a hand-written JSON; ``dat.models.MODELS`` is keyed by

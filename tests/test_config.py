@@ -20,7 +20,7 @@ from dat import config as cfg_lib
 from dat import registry
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = REPO / "dat" / "schemas" / "config.schema.yaml"
 CONFIGS = ("config.yaml", "config/smoke.yaml", "tests/config/micro.yaml")
 TRAIN_JSON_RECORD = REPO / "tests" / "config" / "train_json.sha256.json"
 

@@ -277,7 +277,7 @@ def test_imagenet256_runs_follow_the_authors_released_settings():
     from snakemake.utils import validate
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    validate(config, str(REPO / "dat/schemas/config.schema.yaml"))
     methods, runs = config["methods"], config["runs"]
 
     def bce(run):

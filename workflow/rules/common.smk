@@ -35,7 +35,7 @@ from dat.report_spec import (
 )
 from dat.fixture_markers import pending as rehearsal_pending
 
-SCHEMA = "../schemas/config.schema.yaml"
+SCHEMA = "../../dat/schemas/config.schema.yaml"
 # Fills in the schema's defaults (the one place they are declared): the code below indexes every key that has one.
 validate(config, SCHEMA)
 
