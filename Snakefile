@@ -38,9 +38,9 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        R.all_outputs(),
 
 
 rule ablations:
     input:
-        ablation_outputs(),
+        R.ablation_outputs(),

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dat.config import RunConfig
 from dat.io import load_checkpoint
 from dat.models import build_model
 from dat.registry import INIT_FORMATS
@@ -57,16 +58,16 @@ def checkpoint_record(path: str | Path, ckpt: dict, weights: str) -> dict:
             "diverged": ckpt.get("diverged"), "selection": ckpt.get("selection")}
 
 
-def final_selection(run: dict, ckpt: dict) -> dict:
+def final_selection(run: RunConfig, ckpt: dict) -> dict:
     """The ``selection`` record of a checkpoint no selection wrote (a model.pt): ``checkpoint`` final, the run's
     ``evaluate.checkpoint`` as ``requested``, ``step`` (= ``final_step``, training updates) and, when best_fid was
     asked for, the ``reason`` the final model is measured instead (its method saves no weight snapshots: stage 1,
     baselines, published models)."""
-    requested = (run.get("evaluate") or {}).get("checkpoint", "final")
+    requested = run.evaluate.checkpoint
     record = {"checkpoint": "final", "requested": requested, "step": ckpt.get("step"), "final_step": ckpt.get("step")}
     if requested == "best_fid":
         record["reason"] = ("the method saves no weight snapshots (train.snapshots null): the final model is evaluated"
-                            if not (run.get("train") or {}).get("snapshots") else
+                            if run.train.snapshots is None else
                             "a final model.pt was given, not the selected checkpoint of dat.select_checkpoint")
     return record
 

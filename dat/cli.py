@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from dat.checkpoint import final_selection, load_model
-from dat.io import add_device_argument, read_json, resolve_device, set_threads, setup_logging
-from dat.report_spec import chain_source
+from dat.config import RunConfig
+from dat.io import add_device_argument, resolve_device, set_threads, setup_logging
 
 
 def command_parser(module: str, doc: str) -> argparse.ArgumentParser:
@@ -69,27 +69,30 @@ def start(args: argparse.Namespace, *, threads: bool = True, device: bool = True
     return resolve_device(args.device) if device else None
 
 
-def load_run_model(args: argparse.Namespace, device: torch.device) -> tuple[dict, nn.Module, dict]:
+def load_run_model(args: argparse.Namespace, device: torch.device) -> tuple[RunConfig, nn.Module, dict]:
     """The run JSON of ``--config`` and the weights of ``--model`` it evaluates (``evaluate.weights``: ema or raw).
 
     Returns:
-        (run, model in eval mode on ``device``, the checkpoint dict, for :func:`dat.checkpoint.checkpoint_record`;
-        its ``selection`` says which checkpoint of the run it is: the record ``dat.select_checkpoint`` stored in a
-        selected.pt, else :func:`dat.checkpoint.final_selection`).
+        (the run's :class:`dat.config.RunConfig`, model in eval mode on ``device``, the checkpoint dict, for
+        :func:`dat.checkpoint.checkpoint_record`; its ``selection`` says which checkpoint of the run it is: the record
+        ``dat.select_checkpoint`` stored in a selected.pt, else :func:`dat.checkpoint.final_selection`).
+
+    Raises:
+        ValueError: naming the run JSON when it is no valid run config; FileNotFoundError for a missing file.
     """
-    run = read_json(args.config)
-    model, ckpt = load_model(args.model, run["evaluate"]["weights"], device)
+    run = RunConfig.read(args.config)
+    model, ckpt = load_model(args.model, run.evaluate.weights, device)
     if ckpt.get("selection") is None:
         ckpt["selection"] = final_selection(run, ckpt)
     return run, model, ckpt
 
 
-def starts_name(run: dict, path: Path | None) -> str:
+def starts_name(run: RunConfig, path: Path | None) -> str:
     """What the sampler's chains start from, as grid.json and the sample files record it (paper Table 8's column):
-    ``noise``; with ``path``, the run's chain source (:func:`dat.report_spec.chain_source`: the dataset's
+    ``noise``; with ``path``, the run's chain source (:attr:`dat.config.RunConfig.chain_source`: the dataset's
     ``sampling.ood_set`` under ``sampling.init: ood``, the ood_set of the run's bce or ratio block under ``train``),
     else the path."""
     if path is None:
         return "noise"
-    source = chain_source(run["sampling"], run["train"])
+    source = run.chain_source
     return str(path) if source == "noise" else source

@@ -6,28 +6,35 @@ dataclasses check again when a command is run by hand on a hand-written JSON, an
 the key and the block.
 
 Defaults have one source, the schema's ``default:`` entries, and the dataclass fields read theirs from it
-(:func:`schema_default`). The schema and not the dataclasses, because Snakemake's ``validate`` writes the schema
-defaults into the config while the DAG is built, so every resolved ``run.json``/``train.json`` shows the values a
-run uses and the workflow needs no ``.get(key, fallback)``; the dataclasses then only see a default when a command
+(:func:`schema_default`). The schema and not the dataclasses, because the workflow's validation
+(:func:`dat.resolve.validate`) writes the schema defaults into the config while the DAG is built, so every resolved
+``run.json``/``train.json`` shows the values a run uses and the workflow needs no ``.get(key, fallback)``; the dataclasses then only see a default when a command
 runs on a hand-written JSON. The few fields without a schema default keep one here, each for a stated reason: the
 optional blocks and batch sizes (``None``: absent, or "the method's batch_size"), and ``betas``, ``milestones`` and
 ``augment.bce``, which only AdamW, a multistep schedule and a method with a second batch read (a schema default
 would be written into the train.json of every other run as well), and the ``snapshots`` counts (the block may be
-null, and Snakemake cannot fill defaults into a null block). Every name and number stays what it was; the
+null, and no default can be filled into a null block). Every name and number stays what it was; the
 schema file is read once, at import, with PyYAML (no torch: the workflow imports this module).
+
+Training reads :class:`TrainConfig`; sampling and evaluation read :class:`RunConfig` (``RunConfig.read`` of the run
+JSON), whose ``dataset``, ``sampling`` and ``evaluate`` are :class:`DatasetConfig`, :class:`SamplingConfig` and
+:class:`EvaluateConfig`; data preparation reads :class:`DatasetConfig` of ``dataset.json``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from dat.registry import AUGMENTATIONS, CHAIN_STARTS, DIVERGENCE_ACTIONS, NORMS, OPTIMIZERS, PRECISIONS, SCHEDULES
+from dat.registry import (ALL_OOD_SETS, AUGMENTATIONS, AUTOATTACK_VERSIONS, CHAIN_STARTS, CHANNELS, CHECKPOINTS,
+                          DIVERGENCE_ACTIONS, FID_EXTRACTORS, NORMS, OPTIMIZERS, PRECISIONS, ROOTED_OOD_SETS,
+                          SAMPLING_STARTS, SCHEDULES, SOURCES, WEIGHTS)
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # package data
 
@@ -69,6 +76,17 @@ _SCHEMA_BLOCKS = {
     "SGLDConfig": ("$defs", "method", "properties", "sgld"),
     "EBJDATConfig": ("$defs", "method", "properties", "ebjdat"),
     "SnapshotConfig": ("$defs", "method", "properties", "snapshots"),
+    "DatasetConfig": ("properties", "datasets", "additionalProperties"),
+    "ThreatModel": ("properties", "datasets", "additionalProperties", "properties", "threat_model"),
+    "SamplingConfig": ("properties", "sampling"),
+    "EvaluateConfig": ("properties", "evaluate"),
+    "PGDConfig": ("properties", "evaluate", "properties", "pgd"),
+    "AutoAttackConfig": ("properties", "evaluate", "properties", "autoattack"),
+    "FIDConfig": ("properties", "evaluate", "properties", "fid"),
+    "InceptionScoreConfig": ("properties", "evaluate", "properties", "fid", "properties", "inception_score"),
+    "OODEvalConfig": ("properties", "evaluate", "properties", "ood"),
+    "ECEConfig": ("properties", "evaluate", "properties", "ece"),
+    "CounterfactualConfig": ("properties", "evaluate", "properties", "counterfactual"),
 }
 
 
@@ -89,14 +107,14 @@ def schema_default(block: str, key: str) -> Any:
     """
     value = schema_properties(block)[key]["default"]
     if key in _NUMBERS.get(block, ()):
-        return parse_number(value, f"{block}.{key}")
+        return _numbers(value, f"{block}.{key}")
     return tuple(value) if isinstance(value, list) else value
 
 
 def _check_name(value: Any, names: tuple, key: str) -> None:
     """ValueError naming ``key`` when ``value`` is not one of ``names`` (a ``dat.registry`` tuple)."""
     if value not in names:
-        raise ValueError(f"{key}: {value!r} is not one of {', '.join(names)}")
+        raise ValueError(f"{key}: {value!r} is not one of {', '.join(map(str, names))}")
 
 
 _NUMBERS = {
@@ -106,27 +124,48 @@ _NUMBERS = {
     "RatioConfig": ("eps", "step_size"),
     "SGLDConfig": ("step_size", "noise_std", "data_noise"),
     "EBJDATConfig": ("attack_eps", "attack_step_size"),
+    "DatasetConfig": ("mean", "std", "sampling_step_size", "ood_eps", "counterfactual_radii"),
 }
+# list fields kept as tuples (a frozen view holds no mutable list); those of _NUMBERS become tuples of floats
+_TUPLES = {"DatasetConfig": ("ood_sets",), "SamplingConfig": ("steps_grid",)}
+
+
+def _numbers(value: Any, key: str) -> float | tuple:
+    """:func:`parse_number` of ``value``, or of each item of a list (a tuple of floats); ValueError naming ``key``."""
+    if isinstance(value, (list, tuple)):
+        return tuple(parse_number(v, f"{key}[{i}]") for i, v in enumerate(value))
+    return parse_number(value, key)
+
+
+def _key(where: str, name: str) -> str:
+    """The dotted path of key ``name`` in block ``where`` (``""``: the top level of a run JSON)."""
+    return f"{where}.{name}" if where else name
 
 
 def _build(cls, data: dict | None, where: str):
-    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys and recursing into nested blocks."""
+    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys and recursing into nested blocks (its
+    ``init`` fields are the keys; the others are derived)."""
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{where or 'run'}: expected a mapping, got {data!r}")
     data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+        raise ValueError(f"{where or 'run'}: unknown key(s) {', '.join(_key(where, k) for k in unknown)}; "
+                         f"allowed: {sorted(fields)}")
     required = [name for name, f in fields.items()
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in data]
     if required:
-        raise ValueError(f"{where}: missing key(s) {required}")
+        raise ValueError(f"{where or 'run'}: missing key(s) {required}")
     kwargs = {}
     for name, value in data.items():
         nested = _NESTED.get((cls.__name__, name))
         if nested is not None:
-            value = None if value is None else _build(nested, value, f"{where}.{name}")
+            value = None if value is None else _build(nested, value, _key(where, name))
         elif name in _NUMBERS.get(cls.__name__, ()):
-            value = parse_number(value, f"{where}.{name}")
+            value = _numbers(value, _key(where, name))
+        elif name in _TUPLES.get(cls.__name__, ()) and isinstance(value, list):
+            value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -354,6 +393,262 @@ class TrainConfig:
         return _build(cls, data, where)
 
 
+@dataclass(frozen=True)
+class ThreatModel:
+    """The evaluation threat model of a dataset (robust accuracy, Figure 4): ``norm`` L2 or Linf and radius ``eps``
+    in pixel units of [0, 1] images (L2: over all C*H*W pixels), a fraction such as ``"8/255"`` parsed to a float.
+    ``eps_str`` is the configured text (``str`` of the YAML value), which robust.json records beside ``eps``."""
+
+    norm: str
+    eps: float
+    eps_str: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.norm, NORMS, "dataset.threat_model.norm")
+        object.__setattr__(self, "eps_str", str(self.eps))
+        object.__setattr__(self, "eps", parse_number(self.eps, "dataset.threat_model.eps"))
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A dataset block: ``dataset`` of a run JSON, or the data-preparation view results/data/{dataset}/dataset.json,
+    which leaves out :data:`EVALUATION_DATASET_KEYS` (then ``threat_model``, ``sampling_step_size``, ``ood_eps`` and
+    ``counterfactual_radii`` are None, the others their defaults). Images are ``image_size`` pixels square with
+    ``channels`` channels; ``mean``/``std`` normalise [0, 1] pixels inside the model; ``sampling_step_size`` (eta of
+    test-time sampling), ``ood_eps`` (adversarial OOD radius) and ``counterfactual_radii`` are L2, pixel units.
+    ``ood_roots`` maps a dataset or folder OOD set to its folder (``{}``: none given)."""
+
+    name: str
+    source: str
+    root: str
+    num_classes: int
+    channels: int
+    image_size: int
+    mean: tuple
+    std: tuple
+    download: bool = _d("DatasetConfig", "download")
+    crop_fraction: float = _d("DatasetConfig", "crop_fraction")
+    n_train: int | None = _d("DatasetConfig", "n_train")
+    subset_seed: int = _d("DatasetConfig", "subset_seed")
+    ood_sets: tuple = _d("DatasetConfig", "ood_sets")
+    ood_roots: dict = field(default_factory=dict)  # no schema default: {} gives no folder
+    n_ood: int = _d("DatasetConfig", "n_ood")
+    # evaluation keys: required by the schema, absent from dataset.json (RunConfig checks them)
+    threat_model: ThreatModel | None = None
+    sampling_step_size: float | None = None
+    ood_eps: float | None = None
+    counterfactual_radii: tuple | None = None
+
+    def __post_init__(self) -> None:
+        _check_name(self.source, SOURCES, "dataset.source")
+        _check_name(self.channels, CHANNELS, "dataset.channels")
+        for name in self.ood_sets:
+            _check_name(name, ALL_OOD_SETS, "dataset.ood_sets")
+        for name in self.ood_roots or {}:
+            _check_name(name, ROOTED_OOD_SETS, "dataset.ood_roots")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"dataset.mean/std: need {self.channels} values (channels), got {self.mean}, {self.std}")
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "dataset") -> "DatasetConfig":
+        """Raises ValueError naming the key path below ``where`` (an unknown or missing key, a name, a number)."""
+        return _build(cls, data, where)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "DatasetConfig":
+        """The dataset JSON at ``path``; ValueError naming the file when it is no valid dataset block."""
+        return _read(cls, path)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Test-time sampling (paper Table 8): the grid of step counts T searched by the FID of ``n_grid`` held-out
+    samples, ``n_final`` class-balanced samples for FID/IS, the seeds of the grid, final and weight-snapshot chains
+    (distinct, so no chain is reused), ``batch_size`` chains at once, and the chain starts ``init``: noise (uniform
+    pixels), train (the run's auxiliary set: :attr:`RunConfig.chain_source`) or ood (``ood_images`` training images
+    of ``ood_set``). The step size is the dataset's ``sampling_step_size``."""
+
+    steps_grid: tuple
+    n_grid: int
+    n_final: int
+    seed_grid: int = _d("SamplingConfig", "seed_grid")
+    seed_final: int = _d("SamplingConfig", "seed_final")
+    seed_snapshots: int = _d("SamplingConfig", "seed_snapshots")
+    conditional: bool = _d("SamplingConfig", "conditional")
+    init: str = _d("SamplingConfig", "init")
+    ood_set: str | None = None  # not in the schema: only init ood reads it
+    ood_images: int = _d("SamplingConfig", "ood_images")
+    batch_size: int = _d("SamplingConfig", "batch_size")
+
+    def __post_init__(self) -> None:
+        if not self.steps_grid:
+            raise ValueError("sampling.steps_grid: give at least one T")
+        _check_name(self.init, SAMPLING_STARTS, "sampling.init")
+        if self.init == "ood" and not self.ood_set:
+            raise ValueError("sampling.init: 'ood' needs sampling.ood_set")
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "sampling") -> "SamplingConfig":
+        return _build(cls, data, where)
+
+
+# The counts below default to None, the schema's null ("all"): it declares no default, so a run JSON may lack them.
+@dataclass(frozen=True)
+class PGDConfig:
+    """L2/Linf PGD of the robust accuracy (our upper bound beside AutoAttack): ``steps`` steps of
+    ``step_size_factor * eps / steps`` (eps: the dataset's threat model), zero start, on ``n_examples`` test images."""
+
+    steps: int = _d("PGDConfig", "steps")
+    step_size_factor: float = _d("PGDConfig", "step_size_factor")
+    n_examples: int | None = None
+
+
+@dataclass(frozen=True)
+class AutoAttackConfig:
+    """AutoAttack (Croce & Hein 2020, pyautoattack) ``version`` on ``n_examples`` test images, ``batch_size`` at once."""
+
+    version: str = _d("AutoAttackConfig", "version")
+    n_examples: int | None = None
+    batch_size: int = _d("AutoAttackConfig", "batch_size")
+
+    def __post_init__(self) -> None:
+        _check_name(self.version, AUTOATTACK_VERSIONS, "evaluate.autoattack.version")
+
+
+@dataclass(frozen=True)
+class InceptionScoreConfig:
+    """The Inception Score network: the TF Inception-v3 weights at ``weights`` (sha256 ``sha256``, a full digest or a
+    prefix of >= 8 hex digits; downloaded from ``url`` by the workflow), used when ``enabled``."""
+
+    enabled: bool
+    weights: str = _d("InceptionScoreConfig", "weights")
+    url: str | None = _d("InceptionScoreConfig", "url")
+    sha256: str = _d("InceptionScoreConfig", "sha256")
+
+
+@dataclass(frozen=True)
+class FIDConfig:
+    """FID features (``extractor``), the reference size ``n_ref`` (training images) and the optional IS block
+    (None: IS is n/a)."""
+
+    n_ref: int | None = None
+    extractor: str = _d("FIDConfig", "extractor")
+    inception_score: InceptionScoreConfig | None = None
+
+    def __post_init__(self) -> None:
+        _check_name(self.extractor, FID_EXTRACTORS, "evaluate.fid.extractor")
+
+
+@dataclass(frozen=True)
+class OODEvalConfig:
+    """OOD detection (paper Tables 10-12): ``n_in`` test images, ``n_out`` per OOD set, adversarial L2 PGD of
+    ``steps`` steps of ``step_size_factor * ood_eps / steps`` (ood_eps: the dataset's, pixel units)."""
+
+    n_in: int | None = None
+    n_out: int = _d("OODEvalConfig", "n_out")
+    steps: int = _d("OODEvalConfig", "steps")
+    step_size_factor: float = _d("OODEvalConfig", "step_size_factor")
+
+
+@dataclass(frozen=True)
+class ECEConfig:
+    """Expected calibration error over ``n_bins`` equal-width confidence bins."""
+
+    n_bins: int = _d("ECEConfig", "n_bins")
+
+
+@dataclass(frozen=True)
+class CounterfactualConfig:
+    """Counterfactuals (paper Figure 1): ``n_images`` training images (None: all) drawn with ``seed``, targeted L2
+    PGD of ``steps`` steps of ``step_size_factor * eps / steps`` at each of the dataset's radii (pixel units)."""
+
+    n_images: int | None = None
+    steps: int = _d("CounterfactualConfig", "steps")
+    step_size_factor: float = _d("CounterfactualConfig", "step_size_factor")
+    seed: int = _d("CounterfactualConfig", "seed")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What every evaluation of a run measures: its ``weights`` (ema or raw) of the ``checkpoint`` (final, or the
+    best-FID weight snapshot), ``batch_size`` images at once, ``n_clean`` test images (None: all) for clean accuracy
+    and ECE, and the blocks of each evaluation."""
+
+    weights: str = _d("EvaluateConfig", "weights")
+    checkpoint: str = _d("EvaluateConfig", "checkpoint")
+    batch_size: int = _d("EvaluateConfig", "batch_size")
+    n_clean: int | None = None
+    # required blocks of a config (Snakemake fills their defaults); a hand-written JSON may leave one out
+    pgd: PGDConfig = field(default_factory=PGDConfig)
+    autoattack: AutoAttackConfig = field(default_factory=AutoAttackConfig)
+    fid: FIDConfig = field(default_factory=FIDConfig)
+    ood: OODEvalConfig = field(default_factory=OODEvalConfig)
+    ece: ECEConfig = field(default_factory=ECEConfig)
+    counterfactual: CounterfactualConfig = field(default_factory=CounterfactualConfig)
+
+    def __post_init__(self) -> None:
+        _check_name(self.weights, WEIGHTS, "evaluate.weights")
+        _check_name(self.checkpoint, CHECKPOINTS, "evaluate.checkpoint")
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "evaluate") -> "EvaluateConfig":
+        return _build(cls, data, where)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run's commands read: results/{run}/run.json as the workflow writes it (``model`` stays the
+    dict of ``models.<name>`` without its label; ``init_from`` a run name, a published checkpoint block or None).
+    ``raw`` is the dict it was built from (None when built by hand), for what must be stored verbatim
+    (:func:`training_view`)."""
+
+    run: str
+    method: str
+    seed: int
+    dataset: DatasetConfig
+    model: dict
+    train: TrainConfig
+    sampling: SamplingConfig
+    evaluate: EvaluateConfig
+    init_from: str | dict | None = None
+    raw: dict | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        missing = [k for k in ("threat_model", "sampling_step_size", "ood_eps", "counterfactual_radii")
+                   if getattr(self.dataset, k) is None]
+        if missing:
+            raise ValueError(f"dataset: missing key(s) {missing} (a run's dataset block holds its evaluation keys)")
+
+    @property
+    def chain_source(self) -> str:
+        """Where the test-time chains start, the ``starts`` that grid.json and fid.json record
+        (:func:`dat.report_spec.chain_source` of the raw sampling and method blocks)."""
+        from dat.report_spec import chain_source  # dat.report_spec imports this module
+
+        return chain_source(self.raw["sampling"], self.raw["train"])
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        """Raises ValueError naming the key path (``evaluate.pgd: unknown key(s) evaluate.pgd.stepz; ...``)."""
+        run = _build(cls, copy.deepcopy(data), "")
+        object.__setattr__(run, "raw", copy.deepcopy(data))
+        return run
+
+    @classmethod
+    def read(cls, path: str | Path) -> "RunConfig":
+        """The run JSON at ``path``; ValueError naming the file when it is no valid run config."""
+        return _read(cls, path)
+
+
+def _read(cls, path: str | Path):
+    """``cls.from_dict`` of the JSON file at ``path``, with ``path`` at the head of a ValueError's message
+    (invalid JSON included); FileNotFoundError when it is missing."""
+    try:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
 _NESTED = {
     ("TrainConfig", "attack"): AttackConfig,
     ("TrainConfig", "optimizer"): OptimizerConfig,
@@ -363,6 +658,18 @@ _NESTED = {
     ("TrainConfig", "sgld"): SGLDConfig,
     ("TrainConfig", "ebjdat"): EBJDATConfig,
     ("TrainConfig", "snapshots"): SnapshotConfig,
+    ("DatasetConfig", "threat_model"): ThreatModel,
+    ("EvaluateConfig", "pgd"): PGDConfig,
+    ("EvaluateConfig", "autoattack"): AutoAttackConfig,
+    ("EvaluateConfig", "fid"): FIDConfig,
+    ("EvaluateConfig", "ood"): OODEvalConfig,
+    ("EvaluateConfig", "ece"): ECEConfig,
+    ("EvaluateConfig", "counterfactual"): CounterfactualConfig,
+    ("FIDConfig", "inception_score"): InceptionScoreConfig,
+    ("RunConfig", "dataset"): DatasetConfig,
+    ("RunConfig", "train"): TrainConfig,
+    ("RunConfig", "sampling"): SamplingConfig,
+    ("RunConfig", "evaluate"): EvaluateConfig,
 }
 # What only the evaluation of a run reads: its ``sampling`` and ``evaluate`` blocks and these keys of its dataset
 # block. The workflow leaves them out of the data and training configs (results/data/{dataset}/dataset.json,
@@ -399,7 +706,9 @@ def deep_merge(base: dict, override: dict | None) -> dict:
     return out
 
 
-def threat_model(dataset: dict) -> tuple[str, float]:
-    """(norm, eps) of a dataset block's ``threat_model``, with eps parsed to a float."""
-    tm = dataset["threat_model"]
-    return tm["norm"], parse_number(tm["eps"], "threat_model.eps")
+def auxiliary_block(method: dict) -> dict:
+    """The block of a method dict (``train_overrides`` merged) whose ``init``/``ood_set`` choose the second batch's
+    auxiliary images: DAT's ``bce`` or RATIO's ``ratio``; ``{}`` for any other method (the dict form of
+    :attr:`TrainConfig.aux`, for code that holds the raw block: the workflow's resolution, the chain source)."""
+    return method.get("bce") or method.get("ratio") or {}
+

@@ -34,18 +34,18 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     run, model, ckpt = load_run_model(args, start(args))
-    ev = run["evaluate"]
+    ev = run.evaluate
     t0 = time.time()
     x, y = open_images(args.data)
-    n = min(ev["n_clean"] or len(y), len(y))
+    n = min(ev.n_clean or len(y), len(y))
     y = y[:n]
-    bs = ev["batch_size"]
+    bs = ev.batch_size
     # images are converted batch by batch (an ImageNet test set does not fit as floats)
     probs = torch.softmax(predict_logits(model, take(x, slice(0, n)), bs, convert=to_tensor), 1).numpy()
-    result = expected_calibration_error(probs, y, n_bins=ev["ece"]["n_bins"])
-    write_json({"run": run["run"], "dataset": run["dataset"]["name"], "ece": result["ece"], "n_bins": ev["ece"]["n_bins"],
+    result = expected_calibration_error(probs, y, n_bins=ev.ece.n_bins)
+    write_json({"run": run.run, "dataset": run.dataset.name, "ece": result["ece"], "n_bins": ev.ece.n_bins,
                 "n_examples": int(n), "acc_clean": float((probs.argmax(1) == y).mean()), "bins": result["bins"],
-                "seed": run["seed"], "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]),
+                "seed": run.seed, "checkpoint": checkpoint_record(args.model, ckpt, ev.weights),
                 "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
     return 0
 

@@ -52,27 +52,27 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = start(args)
     run, model, ckpt = load_run_model(args, device)
-    ds, ev = run["dataset"], run["evaluate"]
-    c = ev["counterfactual"]
-    K = ds["num_classes"]
-    extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
+    ds, ev = run.dataset, run.evaluate
+    c = ev.counterfactual
+    K = ds.num_classes
+    extractor = load_feature_extractor(ev.fid.extractor, str(device))
     t0 = time.time()
-    rng = np.random.default_rng(c["seed"])
+    rng = np.random.default_rng(c.seed)
     x_all, y_all = open_images(args.data)
-    idx = rng.permutation(len(y_all))[: c["n_images"]]
+    idx = rng.permutation(len(y_all))[: c.n_images]
     x, y = to_tensor(x_all[idx]), torch.from_numpy(y_all[idx]).long()
     target = (y + torch.from_numpy(rng.integers(1, K, size=len(y)))) % K
     with np.load(args.ref) as ref:
         ref_feats, ref_labels = ref["features"], ref["labels"]
     ref_stats = {k: feature_statistics(ref_feats[ref_labels == k]) for k in range(K)}
-    bs = ev["batch_size"]
-    radii = [float(r) for r in ds["counterfactual_radii"]]
+    bs = ev.batch_size
+    radii = [float(r) for r in ds.counterfactual_radii]
     fids, per_class, confidences, max_pert, shown = [], [], [], [], []
     for eps in radii:
-        step_size = pgd_step_size(eps, c["steps"], c["step_size_factor"])
+        step_size = pgd_step_size(eps, c.steps, c.step_size_factor)
         x_cf = torch.cat([
             target_logit_attack(model, x[i:i + bs].to(device), target[i:i + bs].to(device),
-                                eps=eps, step_size=step_size, steps=c["steps"]).cpu()
+                                eps=eps, step_size=step_size, steps=c.steps).cpu()
             for i in progress(range(0, len(x), bs), f"counterfactuals at eps={eps:g}")
         ])
         probs = torch.softmax(predict_logits(model, x_cf, bs), 1)
@@ -91,12 +91,12 @@ def main(argv=None) -> int:
         n = min(args.n_examples, len(x))
         save_npz(args.examples, x=to_uint8(x[:n]), x_cf=np.stack(shown), y=y[:n].numpy(), target=target[:n].numpy(),
                  radii=np.array(radii))
-    write_json({"run": run["run"], "dataset": ds["name"], "radii": radii, "fid": fids, "fid_per_class": per_class,
+    write_json({"run": run.run, "dataset": ds.name, "radii": radii, "fid": fids, "fid_per_class": per_class,
                 "confidence": confidences, "max_perturbation": max_pert, "n_images": int(len(x)),
                 "n_per_class": [int((target == k).sum()) for k in range(K)],
-                "n_ref_per_class": [int((ref_labels == k).sum()) for k in range(K)], "steps": c["steps"],
-                "step_size_factor": c["step_size_factor"], "extractor": extractor.name, "seed": c["seed"],
-                "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]),
+                "n_ref_per_class": [int((ref_labels == k).sum()) for k in range(K)], "steps": c.steps,
+                "step_size_factor": c.step_size_factor, "extractor": extractor.name, "seed": c.seed,
+                "checkpoint": checkpoint_record(args.model, ckpt, ev.weights),
                 "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
     return 0
 

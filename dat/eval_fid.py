@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dat.cli import add_machine_arguments, command_parser, start
+from dat.config import RunConfig
 from dat.data import open_images, take
 from dat.inception import inception_logits, load_feature_extractor, load_is_network, read_fid_reference
 from dat.io import provenance, read_json, write_json
@@ -69,34 +70,34 @@ def main(argv=None) -> int:
                     "data": str(args.data), "seed": args.seed, "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
         log.info("FID floor %.2f (%d real test images vs %d reference)", fid, len(idx), n_ref)
         return 0
-    run = read_json(args.config)
-    extractor = load_feature_extractor(run["evaluate"]["fid"]["extractor"], str(device))
+    run = RunConfig.read(args.config)
+    extractor = load_feature_extractor(run.evaluate.fid.extractor, str(device))
     with np.load(args.samples) as f:
         x, steps = f["x"], int(f["steps"])
-        conditional = bool(f["conditional"]) if "conditional" in f.files else bool(run["sampling"]["conditional"])
+        conditional = bool(f["conditional"]) if "conditional" in f.files else bool(run.sampling.conditional)
         starts = str(f["starts"]) if "starts" in f.files else "noise"
     out = extractor(x)
     fid = fid_from_features(out["features"], mu_ref, sigma_ref)
     is_mean = is_std = is_network = None
-    is_cfg = run["evaluate"]["fid"].get("inception_score") or {}
+    is_cfg = run.evaluate.fid.inception_score
     logits = out.get("logits") if extractor.has_logits else None
     note = (f"IS not computed: evaluate.fid.inception_score is off and the FID feature extractor ({extractor.name}) "
             "has no Inception logit head")
-    if is_cfg.get("enabled"):
-        network = load_is_network(is_cfg["weights"], is_cfg["sha256"], str(device))
+    if is_cfg is not None and is_cfg.enabled:
+        network = load_is_network(is_cfg.weights, is_cfg.sha256, str(device))
         logits = inception_logits(network, x, str(device))
-        is_network = f"TF inception-2015-12-05 logits ({Path(is_cfg['weights']).name})"
+        is_network = f"TF inception-2015-12-05 logits ({Path(is_cfg.weights).name})"
     if logits is not None:
         is_mean, is_std = inception_score(logits, splits=IS_SPLITS, shuffle_seed=IS_SHUFFLE_SEED)
         note = f"IS over {len(x)} samples, {IS_SPLITS} splits"
     floor = read_json(args.floor) if args.floor else {}
     write_json({
-        "run": run["run"], "dataset": run["dataset"]["name"], "fid": float(fid), "n_samples": int(len(x)), "n_ref": n_ref,
+        "run": run.run, "dataset": run.dataset.name, "fid": float(fid), "n_samples": int(len(x)), "n_ref": n_ref,
         "extractor": extractor.name, "is_mean": is_mean, "is_std": is_std, "is_note": note,
         "is_network": is_network or (extractor.name if is_mean is not None else None), "steps": steps,
         "conditional": conditional, "starts": starts,
-        "step_size": float(run["dataset"]["sampling_step_size"]), "fid_floor": floor.get("fid_floor"),
-        "n_floor": floor.get("n_real"), "seed": run["sampling"]["seed_final"], "time_s": round(time.time() - t0, 2),
+        "step_size": float(run.dataset.sampling_step_size), "fid_floor": floor.get("fid_floor"),
+        "n_floor": floor.get("n_real"), "seed": run.sampling.seed_final, "time_s": round(time.time() - t0, 2),
         **provenance(),
     }, args.out)
     log.info("FID %.2f on %d samples (T=%d); %s", fid, len(x), steps, note)

@@ -90,28 +90,28 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     run, model, ckpt = load_run_model(args, start(args))
-    ds, ev = run["dataset"], run["evaluate"]
-    o = ev["ood"]
-    eps_o = float(ds["ood_eps"])
-    step_size = pgd_step_size(eps_o, o["steps"], o["step_size_factor"])
-    bs = ev["batch_size"]
+    ds, ev = run.dataset, run.evaluate
+    o = ev.ood
+    eps_o = float(ds.ood_eps)
+    step_size = pgd_step_size(eps_o, o.steps, o.step_size_factor)
+    bs = ev.batch_size
     t0 = time.time()
-    x_in = to_tensor(open_images(args.data, labels=False)[0][: o["n_in"]])
+    x_in = to_tensor(open_images(args.data, labels=False)[0][: o.n_in])
     s_in = {name: scores(model, x_in, name, bs) for name in SCORES}
     rows = []
     for path in args.ood:
         name = path.stem.removeprefix("ood_")
-        x_out = to_tensor(open_images(path, labels=False)[0][: o["n_out"]])
+        x_out = to_tensor(open_images(path, labels=False)[0][: o.n_out])
         for score in SCORES:
             clean = scores(model, x_out, score, bs)
-            adv = adversarial_scores(model, x_out, score, eps=eps_o, step_size=step_size, steps=o["steps"], batch_size=bs)
+            adv = adversarial_scores(model, x_out, score, eps=eps_o, step_size=step_size, steps=o.steps, batch_size=bs)
             for attack, s_out in (("clean", clean), ("adversarial", adv)):
                 rows.append({"ood_set": name, "n_out": int(len(x_out)), "score": score, "attack": attack,
                              "auroc": auroc(s_in[score], s_out)})
                 log.info("%s %s %s AUROC %.4f", name, score, attack, rows[-1]["auroc"])
-    write_json({"run": run["run"], "dataset": ds["name"], "n_in": int(len(x_in)), "eps_o": eps_o, "steps": o["steps"],
-                "step_size_factor": o["step_size_factor"], "step_size": step_size, "rows": rows, "seed": run["seed"],
-                "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]), "time_s": round(time.time() - t0, 2),
+    write_json({"run": run.run, "dataset": ds.name, "n_in": int(len(x_in)), "eps_o": eps_o, "steps": o.steps,
+                "step_size_factor": o.step_size_factor, "step_size": step_size, "rows": rows, "seed": run.seed,
+                "checkpoint": checkpoint_record(args.model, ckpt, ev.weights), "time_s": round(time.time() - t0, 2),
                 **provenance()}, args.out)
     return 0
 

@@ -25,7 +25,6 @@ import torch
 from dat.attacks import pgd_robust, pgd_step_size
 from dat.checkpoint import checkpoint_record
 from dat.cli import add_machine_arguments, add_run_arguments, command_parser, load_run_model, start
-from dat.config import threat_model
 from dat.data import open_images, take, to_tensor
 from dat.io import provenance, write_json
 from dat.models import device_of, predict_logits
@@ -110,40 +109,40 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     run, model, ckpt = load_run_model(args, start(args))
-    ev = run["evaluate"]
-    norm, eps = threat_model(run["dataset"])
+    ev, tm = run.evaluate, run.dataset.threat_model
+    norm, eps = tm.norm, tm.eps
     images, labels = open_images(args.data)
     y_all = torch.from_numpy(labels).long()
-    bs = ev["batch_size"]
+    bs = ev.batch_size
     t0 = time.time()
-    n_clean = min(ev["n_clean"] or len(y_all), len(y_all))
+    n_clean = min(ev.n_clean or len(y_all), len(y_all))
     # clean accuracy converts images batch by batch (a full ImageNet test set does not fit in memory as floats)
     logits = predict_logits(model, take(images, slice(0, n_clean)), bs, convert=to_tensor)
     acc_clean = float(logits.argmax(1).eq(y_all[:n_clean]).float().mean())
     log.info("clean accuracy %.4f on %d test images", acc_clean, n_clean)
-    p = ev["pgd"]
-    n_pgd = min(p["n_examples"] or len(y_all), len(y_all))
-    a = ev["autoattack"]
-    n_aa = min(a["n_examples"] or len(y_all), len(y_all))
-    step_size = pgd_step_size(eps, p["steps"], p["step_size_factor"])
+    p = ev.pgd
+    n_pgd = min(p.n_examples or len(y_all), len(y_all))
+    a = ev.autoattack
+    n_aa = min(a.n_examples or len(y_all), len(y_all))
+    step_size = pgd_step_size(eps, p.steps, p.step_size_factor)
     # one PGD pass over the first max(n_pgd, n_aa) examples serves the PGD row and the AutoAttack examples
     x_all = to_tensor(images[:max(n_pgd, n_aa)])  # the attacked prefix (the protocol caps ImageNet at 5,000)
     correct, pert = pgd_robust(model, x_all, y_all[:max(n_pgd, n_aa)], eps=eps, step_size=step_size,
-                               steps=p["steps"], norm=norm, batch_size=bs)
+                               steps=p.steps, norm=norm, batch_size=bs)
     acc_pgd, max_pert = int(correct[:n_pgd].sum()) / n_pgd, float(pert[:n_pgd].max())
-    log.info("PGD-%d %s eps=%g robust accuracy %.4f on %d", p["steps"], norm, eps, acc_pgd, n_pgd)
-    aa = autoattack_accuracy(model, x_all[:n_aa], y_all[:n_aa], eps=eps, norm=norm, version=a["version"],
-                             batch_size=a["batch_size"], seed=run["seed"])
-    log.info("AutoAttack (%s) robust accuracy %.4f on %d", a["version"], aa["acc_robust"], n_aa)
+    log.info("PGD-%d %s eps=%g robust accuracy %.4f on %d", p.steps, norm, eps, acc_pgd, n_pgd)
+    aa = autoattack_accuracy(model, x_all[:n_aa], y_all[:n_aa], eps=eps, norm=norm, version=a.version,
+                             batch_size=a.batch_size, seed=run.seed)
+    log.info("AutoAttack (%s) robust accuracy %.4f on %d", a.version, aa["acc_robust"], n_aa)
     # our PGD on exactly the AutoAttack examples: AutoAttack, the stronger attack, should not be above it
     aa["acc_robust_pgd_same_examples"] = int(correct[:n_aa].sum()) / n_aa
     write_json({
-        "run": run["run"], "dataset": run["dataset"]["name"], "norm": norm, "eps": eps,
-        "eps_str": str(run["dataset"]["threat_model"]["eps"]), "n_clean": n_clean, "acc_clean": acc_clean,
-        "pgd": {"steps": p["steps"], "step_size": step_size, "restarts": 0, "n_examples": n_pgd, "acc_robust": acc_pgd,
+        "run": run.run, "dataset": run.dataset.name, "norm": norm, "eps": eps,
+        "eps_str": tm.eps_str, "n_clean": n_clean, "acc_clean": acc_clean,
+        "pgd": {"steps": p.steps, "step_size": step_size, "restarts": 0, "n_examples": n_pgd, "acc_robust": acc_pgd,
                 "max_perturbation": max_pert},
-        "autoattack": aa, "weights": ev["weights"], "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]),
-        "seed": run["seed"], "time_s": round(time.time() - t0, 2), **provenance(),
+        "autoattack": aa, "weights": ev.weights, "checkpoint": checkpoint_record(args.model, ckpt, ev.weights),
+        "seed": run.seed, "time_s": round(time.time() - t0, 2), **provenance(),
     }, args.out)
     return 0
 

@@ -30,7 +30,7 @@ import torch
 from dat.attacks import pgd_robust, pgd_step_size
 from dat.checkpoint import checkpoint_record, load_model
 from dat.cli import add_machine_arguments, add_starts_argument, command_parser, start, starts_name
-from dat.config import TrainConfig, threat_model
+from dat.config import RunConfig
 from dat.data import load_starts, open_images, to_tensor
 from dat.inception import load_feature_extractor, read_fid_reference
 from dat.io import load_checkpoint, provenance, read_json, write_json
@@ -87,37 +87,37 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = start(args)
-    run = read_json(args.config)
-    ds, ev, s = run["dataset"], run["evaluate"], run["sampling"]
-    cfg = TrainConfig.from_dict(run["train"]).snapshots
+    run = RunConfig.read(args.config)
+    ds, ev, s = run.dataset, run.evaluate, run.sampling
+    cfg = run.train.snapshots
     if cfg is None:
         raise ValueError(f"{args.config}: the run's method has no snapshots block")
-    norm, eps = threat_model(ds)
-    p = ev["pgd"]
+    norm, eps = ds.threat_model.norm, ds.threat_model.eps
+    p = ev.pgd
     steps_t = int(read_json(args.grid)["chosen_steps"])
     images, labels = open_images(args.data)
     n_pgd = min(cfg.n_pgd, len(labels))
     x, y = to_tensor(images[:n_pgd]), torch.from_numpy(labels[:n_pgd]).long()
-    extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
+    extractor = load_feature_extractor(ev.fid.extractor, str(device))
     mu_ref, sigma_ref, n_ref = read_fid_reference(args.ref)
     t0, points, starts = time.time(), [], load_starts(args.starts)
     for step, path in snapshot_candidates(args.snapshots, args.final):
-        model, ckpt = load_model(path, ev["weights"], device)
-        acc_clean = float(predict_logits(model, x, ev["batch_size"]).argmax(1).eq(y).float().mean())
-        correct, _ = pgd_robust(model, x, y, eps=eps, step_size=pgd_step_size(eps, p["steps"], p["step_size_factor"]),
-                                steps=p["steps"], norm=norm, batch_size=ev["batch_size"])
-        samples = generate(model, n=cfg.n_samples, num_classes=ds["num_classes"],
-                           image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
-                           step_size=float(ds["sampling_step_size"]), steps=steps_t, seed=s["seed_snapshots"],
-                           conditional=s["conditional"], batch_size=s["batch_size"], device=device, starts=starts)
+        model, ckpt = load_model(path, ev.weights, device)
+        acc_clean = float(predict_logits(model, x, ev.batch_size).argmax(1).eq(y).float().mean())
+        correct, _ = pgd_robust(model, x, y, eps=eps, step_size=pgd_step_size(eps, p.steps, p.step_size_factor),
+                                steps=p.steps, norm=norm, batch_size=ev.batch_size)
+        samples = generate(model, n=cfg.n_samples, num_classes=ds.num_classes,
+                           image_shape=(ds.channels, ds.image_size, ds.image_size),
+                           step_size=float(ds.sampling_step_size), steps=steps_t, seed=s.seed_snapshots,
+                           conditional=s.conditional, batch_size=s.batch_size, device=device, starts=starts)
         fid = float(fid_from_features(extractor(samples["x"])["features"], mu_ref, sigma_ref))
-        points.append({"step": step, "images": step * run["train"]["batch_size"], "acc_clean": acc_clean,
+        points.append({"step": step, "images": step * run.train.batch_size, "acc_clean": acc_clean,
                        "acc_pgd": float(correct.float().mean()), "fid": fid,
-                       "checkpoint": checkpoint_record(path, ckpt, ev["weights"])})
+                       "checkpoint": checkpoint_record(path, ckpt, ev.weights)})
         log.info("step %d: clean %.4f, PGD %.4f, FID %.2f", step, acc_clean, points[-1]["acc_pgd"], fid)
-    write_json({"run": run["run"], "dataset": ds["name"], "points": points, "n_pgd": n_pgd, "norm": norm, "eps": eps,
-                "pgd_steps": p["steps"], "n_samples": cfg.n_samples, "n_ref": n_ref, "steps": steps_t,
-                "extractor": extractor.name, "starts": starts_name(run, args.starts), "seed": s["seed_snapshots"],
+    write_json({"run": run.run, "dataset": ds.name, "points": points, "n_pgd": n_pgd, "norm": norm, "eps": eps,
+                "pgd_steps": p.steps, "n_samples": cfg.n_samples, "n_ref": n_ref, "steps": steps_t,
+                "extractor": extractor.name, "starts": starts_name(run, args.starts), "seed": s.seed_snapshots,
                 "time_s": round(time.time() - t0, 2), **provenance()}, args.out)
     return 0
 

@@ -45,29 +45,29 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = start(args)
     run, model, ckpt = load_run_model(args, device)
-    ds, s, ev = run["dataset"], run["sampling"], run["evaluate"]
-    grid = sorted(int(t) for t in s["steps_grid"])
-    step_size = float(ds["sampling_step_size"])
-    extractor = load_feature_extractor(ev["fid"]["extractor"], str(device))
+    ds, s, ev = run.dataset, run.sampling, run.evaluate
+    grid = sorted(int(t) for t in s.steps_grid)
+    step_size = float(ds.sampling_step_size)
+    extractor = load_feature_extractor(ev.fid.extractor, str(device))
     mu_ref, sigma_ref, n_ref = read_fid_reference(args.ref)
     t0 = time.time()
     out = generate(
-        model, n=s["n_grid"], num_classes=ds["num_classes"], image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
-        step_size=step_size, steps=grid[-1], seed=s["seed_grid"], record=grid, conditional=s["conditional"],
-        batch_size=s["batch_size"], device=device, starts=load_starts(args.starts),
+        model, n=s.n_grid, num_classes=ds.num_classes, image_shape=(ds.channels, ds.image_size, ds.image_size),
+        step_size=step_size, steps=grid[-1], seed=s.seed_grid, record=grid, conditional=s.conditional,
+        batch_size=s.batch_size, device=device, starts=load_starts(args.starts),
     )
     t_chain = time.time() - t0
     fids = []
     for t in grid:  # one log line per T
         feats = extractor(out["snapshots"][t])["features"]
         fids.append(float(fid_from_features(feats, mu_ref, sigma_ref)))
-        log.info("T=%d: FID %.2f on %d samples", t, fids[-1], s["n_grid"])
+        log.info("T=%d: FID %.2f on %d samples", t, fids[-1], s.n_grid)
     chosen = grid[int(np.argmin(fids))]
     write_json({
-        "run": run["run"], "dataset": ds["name"], "steps_grid": grid, "fid": fids, "chosen_steps": chosen,
-        "step_size": step_size, "n_samples": s["n_grid"], "n_ref": n_ref, "extractor": extractor.name,
-        "conditional": s["conditional"], "starts": starts_name(run, args.starts), "seed": s["seed_grid"],
-        "checkpoint": checkpoint_record(args.model, ckpt, ev["weights"]), "chain_time_s": round(t_chain, 2),
+        "run": run.run, "dataset": ds.name, "steps_grid": grid, "fid": fids, "chosen_steps": chosen,
+        "step_size": step_size, "n_samples": s.n_grid, "n_ref": n_ref, "extractor": extractor.name,
+        "conditional": s.conditional, "starts": starts_name(run, args.starts), "seed": s.seed_grid,
+        "checkpoint": checkpoint_record(args.model, ckpt, ev.weights), "chain_time_s": round(t_chain, 2),
         "time_s": round(time.time() - t0, 2), **provenance(),
     }, args.out)
     log.info("chosen T=%d (FID %.2f); wrote %s", chosen, min(fids), args.out)

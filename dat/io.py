@@ -1,6 +1,7 @@
 """File helpers shared by every command: atomic writes, run configs, seeding, logging, provenance.
 
-Nothing here knows about the method; command modules call these so that a killed job never leaves a
+Torch and NumPy are imported by the functions that use them, so that the workflow can write its resolved JSON with
+:func:`write_json` while it builds the DAG without loading either. Nothing here knows about the method; command modules call these so that a killed job never leaves a
 half-written checkpoint, JSON or NPZ behind (write to a temporary file in the same folder, then
 ``os.replace``, which is atomic on POSIX file systems).
 """
@@ -13,13 +14,11 @@ import logging
 import os
 import random
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
-
-import numpy as np
-import torch
 
 FORMAT_VERSION = 1
 PROGRESS_SECONDS = 30.0  # at most one progress line per loop this often (a rule's log is a file, not a terminal)
@@ -40,6 +39,8 @@ def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` through a temporary file and ``os.replace``."""
+    import torch
+
     path, tmp = _atomic_target(path)
     try:
         torch.save(obj, tmp)
@@ -67,9 +68,10 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
+    np = sys.modules.get("numpy")  # a NumPy value exists only where NumPy was imported
+    if np is not None and isinstance(obj, (np.floating, np.integer)):
         return obj.item()
-    if isinstance(obj, np.ndarray):
+    if np is not None and isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
@@ -83,6 +85,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """``np.savez`` to ``path`` atomically (the file keeps the exact name given)."""
+    import numpy as np
+
     path, tmp = _atomic_target(path)
     try:
         with open(tmp, "wb") as fh:
@@ -101,6 +105,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -130,6 +136,9 @@ def git_sha() -> str:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a torch generator seeded with ``seed`` for explicit use."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -166,6 +175,8 @@ def progress(items: Iterable[_T], desc: str, total: int | None = None, every_s: 
 def set_threads(threads: int | None) -> None:
     """Limit torch's intra-op threads to what the rule was given (``threads:`` in Snakemake)."""
     if threads:
+        import torch
+
         torch.set_num_threads(int(threads))
 
 
@@ -175,6 +186,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     Raises:
         ValueError: a CUDA device was asked for but none is available (names the value).
     """
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -190,4 +203,6 @@ def add_device_argument(parser) -> None:
 
 def provenance() -> dict:
     """Fields every result JSON carries: code revision and library versions."""
+    import torch
+
     return {"git_sha": git_sha(), "torch_version": str(torch.__version__), "format_version": FORMAT_VERSION}

@@ -30,16 +30,17 @@ from pathlib import Path
 import numpy as np
 
 from dat.cli import command_parser, start
+from dat.config import DatasetConfig
 from dat.data import ImageFiles, balanced_subset, load_ood, load_split, save_images, take
-from dat.io import provenance, read_json, write_json
+from dat.io import provenance, write_json
 
 log = logging.getLogger("dat.prepare")
 
 
-def check_split(x, y: np.ndarray, ds: dict, where: str) -> None:
+def check_split(x, y: np.ndarray, ds: DatasetConfig, where: str) -> None:
     """Raise ValueError naming ``where`` when images or labels do not match the dataset config (for a file index,
     its first and last image are decoded, so an unreadable or mis-sized file fails here, not in training)."""
-    want = (ds["image_size"], ds["image_size"], ds["channels"])
+    want = (ds.image_size, ds.image_size, ds.channels)
     if len(y) == 0:
         raise ValueError(f"{where}: no images")
     if isinstance(x, ImageFiles):
@@ -47,9 +48,9 @@ def check_split(x, y: np.ndarray, ds: dict, where: str) -> None:
             if x[i].shape != want:
                 raise ValueError(f"{where}: {x.paths[i]} decodes to {x[i].shape}, expected {want}")
     elif x.dtype != np.uint8 or x.shape[1:] != want:
-        raise ValueError(f"{where}: images are {x.dtype} {x.shape[1:]}, config datasets.{ds['name']} expects uint8 {want}")
-    if len(y) != len(x) or y.min() < 0 or y.max() >= ds["num_classes"]:
-        raise ValueError(f"{where}: labels outside [0, {ds['num_classes']}) or count mismatch ({len(y)} vs {len(x)})")
+        raise ValueError(f"{where}: images are {x.dtype} {x.shape[1:]}, config datasets.{ds.name} expects uint8 {want}")
+    if len(y) != len(x) or y.min() < 0 or y.max() >= ds.num_classes:
+        raise ValueError(f"{where}: labels outside [0, {ds.num_classes}) or count mismatch ({len(y)} vs {len(x)})")
 
 
 def parse_args(argv=None):
@@ -127,28 +128,28 @@ def main(argv=None) -> int:
                     **provenance()}, args.done)
         log.info("%s in %s: %s", args.source, args.root, counts)
         return 0
-    ds = read_json(args.config)
+    ds = DatasetConfig.read(args.config)
     if args.mode == "ood":
-        n = args.n if args.n is not None else ds.get("n_ood", 1024)
-        seed = args.seed if args.seed is not None else ds.get("subset_seed", 0)
-        root = args.root or (ds.get("ood_roots") or {}).get(args.name)
-        x = load_ood(args.name, n, ds["channels"], ds["image_size"], seed=seed, root=root,
-                     download=ds.get("download", False), split=args.split)
+        n = args.n if args.n is not None else ds.n_ood
+        seed = args.seed if args.seed is not None else ds.subset_seed
+        root = args.root or ds.ood_roots.get(args.name)
+        x = load_ood(args.name, n, ds.channels, ds.image_size, seed=seed, root=root, download=ds.download,
+                     split=args.split)
         save_images(args.out, x)
         log.info("OOD set %s: %d images %s -> %s", args.name, len(x), x.shape[1:], args.out)
         return 0
     counts = {}
     for split in ("train", "test"):
-        x, y = load_split(ds["source"], ds["root"], split, ds.get("download", False), image_size=ds["image_size"],
-                          crop_fraction=ds.get("crop_fraction", 0.875))
-        check_split(x, y, ds, f"{ds['source']} {split} split in {ds['root']}")
-        if split == "train" and ds.get("n_train"):
-            idx = balanced_subset(y, ds["n_train"], ds.get("subset_seed", 0))
+        x, y = load_split(ds.source, ds.root, split, ds.download, image_size=ds.image_size,
+                          crop_fraction=ds.crop_fraction)
+        check_split(x, y, ds, f"{ds.source} {split} split in {ds.root}")
+        if split == "train" and ds.n_train:
+            idx = balanced_subset(y, ds.n_train, ds.subset_seed)
             x, y = take(x, idx), y[idx]
         save_images(args.out_dir / f"{split}.npz", x, y)
-        counts[split] = {"n": int(len(y)), "per_class": np.bincount(y, minlength=ds["num_classes"]).tolist()}
+        counts[split] = {"n": int(len(y)), "per_class": np.bincount(y, minlength=ds.num_classes).tolist()}
         log.info("%s: %d images, per class %s", split, len(y), counts[split]["per_class"])
-    write_json({"dataset": ds["name"], "source": ds["source"], "root": ds["root"], "splits": counts,
+    write_json({"dataset": ds.name, "source": ds.source, "root": ds.root, "splits": counts,
                 "time_s": round(time.time() - t0, 2), **provenance()}, args.out_dir / "prepare.json")
     return 0
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dat.config import auxiliary_block
+
 # table kind -> the run files it reads for each of its rows (dat.report never recomputes a metric); grid.json is
 # optional for kinds main and reproductions (without it T is the steps recorded in fid.json)
 TABLE_INPUTS: dict[str, tuple[str, ...]] = {
@@ -117,7 +119,7 @@ def chain_source(sampling: dict, method: dict) -> str:
     if init == "ood":
         return sampling["ood_set"]
     if init == "train":
-        aux = method.get("bce") or method.get("ratio") or {}
+        aux = auxiliary_block(method)
         if aux.get("init") == "ood":
             return aux["ood_set"]
     return "noise"

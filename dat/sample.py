@@ -47,14 +47,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = start(args)
     run, model, _ = load_run_model(args, device)
-    ds, s = run["dataset"], run["sampling"]
+    ds, s = run.dataset, run.sampling
     steps = int(read_json(args.grid)["chosen_steps"])  # unconditional samples use the conditional grid's T
-    conditional = bool(s["conditional"]) and not args.unconditional
+    conditional = bool(s.conditional) and not args.unconditional
     t0 = time.time()
     out = generate(
-        model, n=s["n_final"], num_classes=ds["num_classes"], image_shape=(ds["channels"], ds["image_size"], ds["image_size"]),
-        step_size=float(ds["sampling_step_size"]), steps=steps, seed=s["seed_final"], conditional=conditional,
-        batch_size=s["batch_size"], device=device, starts=load_starts(args.starts),
+        model, n=s.n_final, num_classes=ds.num_classes, image_shape=(ds.channels, ds.image_size, ds.image_size),
+        step_size=float(ds.sampling_step_size), steps=steps, seed=s.seed_final, conditional=conditional,
+        batch_size=s.batch_size, device=device, starts=load_starts(args.starts),
     )
     save_npz(args.out, x=out["x"], y=out["y"], x_init=out["x_init"], steps=np.int64(steps),
              conditional=np.bool_(conditional), starts=np.str_(starts_name(run, args.starts)))

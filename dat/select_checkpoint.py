@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dat.cli import command_parser, start
+from dat.config import RunConfig
 from dat.io import atomic_torch_save, load_checkpoint, provenance, read_json, write_json
 
 log = logging.getLogger("dat.select_checkpoint")
@@ -66,7 +67,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     start(args, threads=False, device=False)
-    run, snaps = read_json(args.config), read_json(args.snapshots)
+    run, snaps = RunConfig.read(args.config), read_json(args.snapshots)
     points = snaps["points"]
     best = best_fid_point(points)
     source = best["checkpoint"]["path"]
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
         raise ValueError(f"{source} holds step {ckpt['step']}, but {args.snapshots} measured step {best['step']} "
                          f"there; rerun dat.eval_snapshots")
     final_step = max(int(p["step"]) for p in points)
-    selection = {"checkpoint": "best_fid", "requested": run["evaluate"].get("checkpoint", "best_fid"),
+    selection = {"checkpoint": "best_fid", "requested": run.evaluate.checkpoint,
                  "step": int(best["step"]), "final_step": final_step, "fid": float(best["fid"]),
                  "source": str(source), "steps": snaps.get("steps"), "n_samples": snaps.get("n_samples"),
                  "seed": snaps.get("seed"), "weights": best["checkpoint"].get("weights")}
@@ -84,9 +85,9 @@ def main(argv=None) -> int:
     candidates = [{"step": int(p["step"]), "fid": p["fid"], "acc_clean": p.get("acc_clean"),
                    "acc_pgd": p.get("acc_pgd"), "path": p["checkpoint"]["path"], "candidate": int(p["step"]) != 0}
                   for p in points]
-    write_json({"run": run["run"], **selection, "candidates": candidates, "snapshots": str(args.snapshots),
+    write_json({"run": run.run, **selection, "candidates": candidates, "snapshots": str(args.snapshots),
                 **provenance()}, args.record)
-    log.info("%s: best-FID checkpoint step %d of %d (FID %.2f at T=%s), written to %s", run["run"], selection["step"],
+    log.info("%s: best-FID checkpoint step %d of %d (FID %.2f at T=%s), written to %s", run.run, selection["step"],
              final_step, selection["fid"], selection["steps"], args.out)
     return 0
 

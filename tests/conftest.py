@@ -1,6 +1,10 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class TinyConv(nn.Module):
@@ -35,3 +39,20 @@ def linear_model():
 def images():
     g = torch.Generator().manual_seed(1)
     return torch.rand(8, 1, 6, 6, generator=g), torch.randint(0, 4, (8,), generator=g)
+
+
+@pytest.fixture
+def run_json():
+    """Build a resolved run JSON as the workflow writes it (``dat.resolve``): the run ``run`` (default fmnist_dat) of
+    config/smoke.yaml with the dict ``changes`` deep-merged into it (``dat.config.deep_merge``)."""
+    import yaml
+
+    from dat.config import deep_merge
+    from dat.resolve import Resolved, validate
+
+    resolved = Resolved(validate(yaml.safe_load((REPO / "config/smoke.yaml").read_text())), check=False)
+
+    def make(changes: dict | None = None, run: str = "fmnist_dat") -> dict:
+        return deep_merge(resolved.run_cfg(run), changes)
+
+    return make

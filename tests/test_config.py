@@ -155,7 +155,7 @@ def _workflow_imports():
 
 def test_building_the_dag_never_imports_torch():
     modules = _workflow_imports()
-    assert "dat.config" in modules and "dat.registry" in modules
+    assert "dat.resolve" in modules and "dat.io" in modules
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
             + "import dat.config\ndat.config.load_schema()\n"
             + "heavy = sorted(m for m in ('torch', 'torchvision', 'timm', 'numpy') if m in sys.modules)\n"

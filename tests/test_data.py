@@ -135,7 +135,8 @@ def test_batches_resume_at_the_same_position():
 @needs_fmnist
 def test_prepare_cli_writes_a_balanced_subset_and_ood_set(tmp_path):
     ds = {"name": "fmnist", "source": "fashion_mnist", "root": str(FMNIST), "download": False, "num_classes": 10,
-          "channels": 1, "image_size": 28, "n_train": 200, "subset_seed": 0, "n_ood": 12}
+          "channels": 1, "image_size": 28, "mean": [0.286], "std": [0.353], "n_train": 200, "subset_seed": 0,
+          "n_ood": 12}
     write_json(ds, tmp_path / "dataset.json")
     assert prepare.main(["splits", "--config", str(tmp_path / "dataset.json"), "--out-dir", str(tmp_path)]) == 0
     with np.load(tmp_path / "train.npz") as f:
@@ -146,7 +147,7 @@ def test_prepare_cli_writes_a_balanced_subset_and_ood_set(tmp_path):
                          "--out", str(tmp_path / "ood.npz")]) == 0
     with np.load(tmp_path / "ood.npz") as f:
         assert f["x"].shape == (12, 28, 28, 1)
-    bad = {**ds, "channels": 3}
+    bad = {**ds, "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3}
     write_json(bad, tmp_path / "bad.json")
     with pytest.raises(ValueError, match="expects uint8"):
         prepare.main(["splits", "--config", str(tmp_path / "bad.json"), "--out-dir", str(tmp_path / "bad")])

@@ -104,7 +104,8 @@ def test_cifar_and_svhn_ood_sets_of_restricted_imagenet_are_upsampled_to_224(cif
     root, x, _ = cifar10_root
     cfg = tmp_path / "dataset.json"
     write_json({"name": "rimagenet", "source": "restricted_imagenet", "root": str(tmp_path / "imagenet"),
-                "num_classes": 9, "channels": 3, "image_size": 224, "subset_seed": 0}, cfg)
+                "num_classes": 9, "channels": 3, "image_size": 224, "mean": [0.485, 0.456, 0.406],
+                "std": [0.229, 0.224, 0.225], "subset_seed": 0}, cfg)
     out = tmp_path / "ood_cifar10.npz"
     assert prepare.main(["ood", "--config", str(cfg), "--name", "cifar10", "--n", "6", "--root", str(root),
                          "--out", str(out)]) == 0

@@ -109,7 +109,7 @@ class _PixelFeatures:
                 "logits": None}
 
 
-def _eval_fid(tmp_path, monkeypatch, inception_score):
+def _eval_fid(tmp_path, monkeypatch, run_json, inception_score):
     """dat.eval_fid samples on 20 real-looking colour images with the given evaluate.fid.inception_score block."""
     monkeypatch.setattr(eval_fid, "load_feature_extractor", lambda kind, device: _PixelFeatures())
     rng = np.random.default_rng(0)
@@ -119,8 +119,8 @@ def _eval_fid(tmp_path, monkeypatch, inception_score):
     x = rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)
     np.savez(tmp_path / "samples.npz", x=x, y=np.arange(20) % 10, steps=np.int64(5))
     fid = {"extractor": "auto", **({"inception_score": inception_score} if inception_score is not None else {})}
-    run = {"run": "r", "dataset": {"name": "d", "sampling_step_size": 0.2}, "evaluate": {"fid": fid},
-           "sampling": {"seed_final": 2000, "conditional": True}}
+    run = run_json({"run": "r", "dataset": {"name": "d", "sampling_step_size": 0.2}, "evaluate": {"fid": fid},
+                    "sampling": {"seed_final": 2000, "conditional": True}})
     (tmp_path / "run.json").write_text(json.dumps(run))
     out = tmp_path / "fid.json"
     assert eval_fid.main(["samples", "--config", str(tmp_path / "run.json"), "--samples", str(tmp_path / "samples.npz"),
@@ -128,9 +128,9 @@ def _eval_fid(tmp_path, monkeypatch, inception_score):
     return json.loads(out.read_text()), x
 
 
-def test_fid_json_has_is_when_enabled_and_says_why_not_otherwise(weights_file, tmp_path, monkeypatch):
+def test_fid_json_has_is_when_enabled_and_says_why_not_otherwise(weights_file, tmp_path, monkeypatch, run_json):
     path, digest = weights_file
-    on, x = _eval_fid(tmp_path, monkeypatch, {"enabled": True, "weights": str(path), "sha256": digest[:8]})
+    on, x = _eval_fid(tmp_path, monkeypatch, run_json, {"enabled": True, "weights": str(path), "sha256": digest[:8]})
     net = inception.load_is_network(path, digest)
     with torch.no_grad():  # independently: PIL bilinear to 299, (x - 128) / 128, softmax, shuffled splits, scipy KL
         p = scipy.special.softmax(net(inception.is_preprocess(x)).double().numpy(), axis=1)
@@ -141,12 +141,12 @@ def test_fid_json_has_is_when_enabled_and_says_why_not_otherwise(weights_file, t
     assert on["is_note"] == "IS over 20 samples, 10 splits" and path.name in on["is_network"]
     assert on["extractor"] == "pixel means (test)"  # FID features unchanged
     for block in (None, {"enabled": False}):  # the offline smoke configuration: no block, or switched off
-        off, _ = _eval_fid(tmp_path, monkeypatch, block)
+        off, _ = _eval_fid(tmp_path, monkeypatch, run_json, block)
         assert off["is_mean"] is None and off["is_std"] is None and off["is_network"] is None
         assert "evaluate.fid.inception_score is off" in off["is_note"] and "no Inception logit head" in off["is_note"]
         assert off["fid"] == on["fid"]
     with pytest.raises(ValueError, match="does not match"):  # a wrong file is never used
-        _eval_fid(tmp_path, monkeypatch, {"enabled": True, "weights": str(path), "sha256": "0" * 8})
+        _eval_fid(tmp_path, monkeypatch, run_json, {"enabled": True, "weights": str(path), "sha256": "0" * 8})
 
 
 def _run_dir(root, run, fid):
@@ -166,14 +166,14 @@ def _run_dir(root, run, fid):
     return d
 
 
-def test_table1_shows_is_from_fid_json_and_na_with_the_reason(weights_file, tmp_path, monkeypatch):
+def test_table1_shows_is_from_fid_json_and_na_with_the_reason(weights_file, tmp_path, monkeypatch, run_json):
     from dat import report
 
     path, digest = weights_file
     (tmp_path / "on").mkdir()
     (tmp_path / "off").mkdir()
-    on, _ = _eval_fid(tmp_path / "on", monkeypatch, {"enabled": True, "weights": str(path), "sha256": digest[:8]})
-    off, _ = _eval_fid(tmp_path / "off", monkeypatch, {"enabled": False})
+    on, _ = _eval_fid(tmp_path / "on", monkeypatch, run_json, {"enabled": True, "weights": str(path), "sha256": digest[:8]})
+    off, _ = _eval_fid(tmp_path / "off", monkeypatch, run_json, {"enabled": False})
     rows = [{"label": label, "run_dir": str(_run_dir(tmp_path / "results", run, fid))}
             for label, run, fid in (("Standard AT", "c10_at", off), ("DAT", "c10_dat", on))]
     spec = tmp_path / "table1.spec.json"

@@ -154,7 +154,7 @@ class _DigitsHead:
         return {"features": x, "logits": self.model.decision_function(x)}
 
 
-def test_inception_score_code_path_on_a_small_classifier_head(tmp_path, monkeypatch):
+def test_inception_score_code_path_on_a_small_classifier_head(tmp_path, monkeypatch, run_json):
     """eval_fid computes IS from the extractor's logits (10 splits) whenever it has a logit head; the number equals
     an independent computation with scipy (softmax, KL per split)."""
     import json
@@ -176,8 +176,8 @@ def test_inception_score_code_path_on_a_small_classifier_head(tmp_path, monkeypa
     np.savez(tmp_path / "ref.npz", mu=mu, sigma=sigma, labels=digits.target[:800])
     samples = images[1000:1500]
     np.savez(tmp_path / "samples.npz", x=samples, y=digits.target[1000:1500], steps=np.int64(7))
-    run = {"run": "digits", "dataset": {"name": "digits", "sampling_step_size": 0.5},
-           "evaluate": {"fid": {"extractor": "auto"}}, "sampling": {"seed_final": 2000, "conditional": True}}
+    run = run_json({"run": "digits", "dataset": {"name": "digits", "sampling_step_size": 0.5},
+                    "evaluate": {"fid": {"extractor": "auto"}}, "sampling": {"seed_final": 2000, "conditional": True}})
     (tmp_path / "run.json").write_text(json.dumps(run))
     assert eval_fid.main(["samples", "--config", str(tmp_path / "run.json"), "--samples", str(tmp_path / "samples.npz"),
                           "--ref", str(tmp_path / "ref.npz"), "--out", str(tmp_path / "fid.json")]) == 0

@@ -10,6 +10,7 @@ import torch
 
 from dat import eval_calibration, select_checkpoint
 from dat.checkpoint import checkpoint_record, final_selection
+from dat.config import RunConfig
 from dat.eval_snapshots import snapshot_candidates
 from dat.io import atomic_torch_save, save_npz
 from dat.models import build_model
@@ -45,17 +46,15 @@ def _checkpoint(step: int, run_cfg: dict) -> dict:
 
 
 @pytest.fixture
-def snapshot_run(tmp_path):
+def snapshot_run(tmp_path, run_json):
     """A run folder with snapshots at steps 0, 4, 8, a final model.pt at step 10, and a snapshots.json that measured
     them all (FID lowest at step 4)."""
     run_dir = tmp_path / "results/tiny_dat"
-    run = {"run": "tiny_dat", "seed": 0,
-           "dataset": {"name": "fmnist", "num_classes": 10, "channels": 1, "image_size": 28, "mean": [0.286],
-                       "std": [0.353]},
-           "model": {"arch": "resnet_small", "kwargs": {"widths": [8, 16, 32], "first_stride": 2}},
-           "train": {"batch_size": 16, "steps": 10, "snapshots": {"every_steps": 4}},
-           "evaluate": {"checkpoint": "best_fid", "weights": "ema", "batch_size": 8, "n_clean": None,
-                        "ece": {"n_bins": 5}}}
+    run = run_json({"run": "tiny_dat", "seed": 0,
+                    "model": {"arch": "resnet_small", "kwargs": {"widths": [8, 16, 32], "first_stride": 2}},
+                    "train": {"batch_size": 16, "steps": 10, "snapshots": {"every_steps": 4}},
+                    "evaluate": {"checkpoint": "best_fid", "weights": "ema", "batch_size": 8, "n_clean": None,
+                                 "ece": {"n_bins": 5}}})
     (run_dir / "metrics").mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps(run))
     paths = {}
@@ -119,14 +118,16 @@ def test_select_checkpoint_refuses_a_stale_snapshot(snapshot_run):
                                 "--record", str(run_dir / "selection.json")])
 
 
-def test_final_selection_says_why_the_final_model_is_measured():
+def test_final_selection_says_why_the_final_model_is_measured(run_json):
     ckpt = {"step": 280}
-    stage1 = {"evaluate": {"checkpoint": "best_fid"}, "train": {"snapshots": None}}
+    stage1 = RunConfig.from_dict(run_json({"evaluate": {"checkpoint": "best_fid"}}, run="fmnist_at"))
+    assert stage1.train.snapshots is None
     record = final_selection(stage1, ckpt)
     assert (record["checkpoint"], record["requested"], record["step"]) == ("final", "best_fid", 280)
     assert "saves no weight snapshots" in record["reason"]
-    assert final_selection({"evaluate": {"checkpoint": "final"}, "train": {}}, ckpt) == {
-        "checkpoint": "final", "requested": "final", "step": 280, "final_step": 280}
+    final = RunConfig.from_dict(run_json({"evaluate": {"checkpoint": "final"}}))
+    assert final_selection(final, ckpt) == {"checkpoint": "final", "requested": "final", "step": 280,
+                                            "final_step": 280}
     assert checkpoint_record("m.pt", {**ckpt, "selection": record}, "ema")["selection"] == record
 
 

@@ -128,7 +128,7 @@ def test_micro_pipeline_runs_through_the_slurm_profile(slurm_env, tmp_path):
                 assert job["Partition"] == "cpu" and job["NumCPUs"] == "1" and "TresPerJob" not in job, job
     train = by_rule["train_model"][0]
     assert train["MinMemoryNode"] == "62.50G" and train["TimeLimit"] == "1-00:00:00", train  # mem_mb 64000, 24 h
-    # torch in each GPU job gets the profile's 8 threads (set-threads), capped by the job's Snakemake at the cores
+    # torch in each GPU job gets the rule's 8 threads (GPU_THREADS in common.smk), capped by the job's Snakemake at the cores
     # the node really has (this machine's), as printed in the job's SLURM log
     threads = min(8, len(os.sched_getaffinity(0)))
     for rule in ("train_model", "sample_images", "eval_robust"):

@@ -155,7 +155,8 @@ def test_stage2_from_auxiliary_ood_starts_resumes_exactly(workdir):
     """bce.init ood: chain starts are real MNIST digits (dat.prepare ood); the OOD stream resumes at its position."""
     from dat import prepare
 
-    write_json(_run_config(2, 1)["dataset"] | {"n_ood": 64, "subset_seed": 0}, workdir / "dataset.json")
+    write_json(_run_config(2, 1)["dataset"] | {"source": "fashion_mnist", "root": str(FMNIST), "n_ood": 64,
+                                               "subset_seed": 0}, workdir / "dataset.json")
     aux = workdir / "aux_ood.npz"
     assert prepare.main(["ood", "--config", str(workdir / "dataset.json"), "--name", "mnist5k", "--n", "64",
                          "--out", str(aux)]) == 0

@@ -150,6 +150,14 @@ def test_slurm_profile_dry_run_puts_gpu_rules_on_the_gpu_partition(tmp_path):
     assert PIPELINE <= planned_rules(out.stdout)
     train = out.stdout.split("rule train_model:")[1].split("Shell command")[0]
     assert "slurm_partition=gpu" in train and "gpu=1" in train and "cpus_per_gpu=8" in train
+    # the GPU rules are declared once (common.smk: gpu_resources): every job asking for a GPU is on the GPU partition
+    # with the CPUs beside it, and every other job on the CPU partition, so a GPU rule missing from the profile fails
+    jobs = [block for block in out.stdout.split("\nrule ")[1:] if "resources:" in block]
+    assert len(jobs) > 20
+    for block in jobs:
+        resources = block.split("resources:")[1].splitlines()[0]
+        on_gpu = "gpu=1" in resources.replace(" ", "").split(",")
+        assert ("slurm_partition=gpu" in resources and "cpus_per_gpu=8" in resources) == on_gpu, block[:600]
 
 
 def test_multi_gpu_training_runs_under_torchrun(tmp_path):
@@ -247,35 +255,21 @@ def _with(config: dict, path: Path) -> Path:
     return path
 
 
+# Every cross-check is a unit test of dat.resolve (tests/test_resolve.py); these probes check that the workflow
+# turns its errors, and the data checks of the input functions, into a failed dry run that names the key.
 @pytest.mark.parametrize(
     "mutate, message",
     [
         (lambda c: c["methods"]["dat"].update(lernrate=0.1), "lernrate"),
-        (lambda c: c["sampling"].update(n_final="many"), "n_final"),
         (lambda c: c["runs"]["fmnist_dat"].update(init_from="nope"), "runs.fmnist_dat.init_from"),
         (lambda c: c["datasets"]["fmnist"].update(root="/nonexistent/fmnist"), "/nonexistent/fmnist/train-images-idx3-ubyte.gz"),
-        (lambda c: c["runs"]["fmnist_at"].update(train_overrides={"bce": {"max_stepz": 3}}), "max_stepz"),
-        (lambda c: c["methods"]["dat"]["bce"].update(init="ood"), "bce.ood_set"),
-        (lambda c: c["datasets"]["fmnist"].update(ood_sets=["cifar10"]), "datasets.fmnist.ood_roots.cifar10"),
         (lambda c: c["datasets"]["fmnist"].update(ood_sets=["cifar10"], ood_roots={"cifar10": "/nonexistent/c10"}),
          "/nonexistent/c10/cifar-10-batches-py"),
-        (lambda c: c["methods"]["dat"]["bce"].update(init="ood", ood_set="npz:/nonexistent/aux.npz"), "/nonexistent/aux.npz"),
-        # a table reporting FID or T whose runs of one dataset sample from different chain sources
-        (lambda c: c["methods"]["dat"]["bce"].update(init="ood", ood_set="mnist5k"),
-         "config: tables.table1: its fmnist runs start their sampling chains from different sources ("),
         (lambda c: c["tables"]["ablation_starts"].pop("mixed_starts"),
          "fmnist_dat_ood_starts: mnist5k, fmnist_dat: noise); give them one source"),
-        (lambda c: c["sampling"].update(init="ood"), "sampling.init ood (datasets.fmnist) needs sampling.ood_set"),
-        (lambda c: c["sampling"].update(seed_snapshots=2000),
-         "sampling.seed_snapshots (dataset fmnist) = 2000 equals sampling.seed_final"),
-        (lambda c: c["datasets"]["fmnist"].update(evaluate={"checkpoint": "best"}),
-         "'best' is not one of ['final', 'best_fid']"),
-        # Inception Score on, without its weights file and without a URL to download it from; a malformed sha256
+        # Inception Score on, without its weights file and without a URL to download it from
         (lambda c: c["evaluate"]["fid"].update(inception_score={"enabled": True, "weights": "/nonexistent/w.pth"}),
          "evaluate.fid.inception_score.weights: /nonexistent/w.pth is not there and url is null"),
-        (lambda c: c["evaluate"]["fid"].update(inception_score={"enabled": True, "sha256": "xyz"}), "'xyz' does not match"),
-        # the weight snapshots of an EMA run keep the EMA weights only: raw weights cannot be measured on them
-        (lambda c: c["evaluate"].update(weights="raw"), "hold the EMA weights only, and evaluate.weights of dataset"),
     ],
 )
 def test_config_errors_fail_at_parse_time_naming_the_key(tmp_path, mutate, message):
@@ -286,6 +280,17 @@ def test_config_errors_fail_at_parse_time_naming_the_key(tmp_path, mutate, messa
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()  # nothing ran
+
+
+def test_a_config_file_with_a_key_given_twice_fails_before_planning(tmp_path):
+    """Snakemake's loader keeps the last of two equal keys; the workflow reads every config file again strictly."""
+    text = (REPO / "config/smoke.yaml").read_text().replace("rows: {Standard AT: fmnist_at",
+                                                            "rows: {DAT: fmnist_at, Standard AT: fmnist_at", 1)
+    (tmp_path / "dup.yaml").write_text(text)
+    proc = snakemake("-n", "--configfile", str(tmp_path / "dup.yaml"), "--directory", str(tmp_path), "--cores", "1",
+                     "all", check=False)
+    assert proc.returncode != 0 and "dup.yaml:151: key 'DAT' is given twice" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def test_lint_and_format():

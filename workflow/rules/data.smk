@@ -14,12 +14,11 @@ rule write_dataset_config:
     log:
         "logs/write_dataset_config/{dataset}.log",
     params:
-        cfg=lambda wildcards: json.dumps(
-            dataset_cfg(wildcards.dataset, evaluation=False), sort_keys=True
+        cfg=resolved_json(
+            lambda wildcards: R.dataset_cfg(wildcards.dataset, evaluation=False)
         ),
     run:
-        write_json(json.loads(params.cfg), output.cfg)
-        Path(log[0]).write_text(f"wrote {output.cfg}\n")
+        write_resolved(params.cfg, output.cfg, log[0])
 
 
 rule download_data:
@@ -28,14 +27,14 @@ rule download_data:
     log:
         "logs/download_data/{source}.log",
     benchmark:
-        "benchmarks/download_data/{source}.tsv"
+        "results/benchmarks/download_data/{source}.tsv"
     conda:
         ENV
     resources:
         mem_mb=8000,
         runtime=runtime_min(120),
     params:
-        root=lambda wildcards: shlex.quote(DOWNLOAD_ROOTS[wildcards.source]),
+        root=lambda wildcards: shlex.quote(R.download_roots[wildcards.source]),
     shell:
         "python -m dat.prepare download --source {wildcards.source} --root {params.root} --done {output.done}"
         " > {log} 2>&1"
@@ -53,11 +52,11 @@ rule download_is_weights:
     conda:
         ENV
     params:
-        out=lambda wildcards: shlex.quote(IS_WEIGHTS[wildcards.weights]["weights"]),
-        sha256=lambda wildcards: IS_WEIGHTS[wildcards.weights]["sha256"],
+        out=lambda wildcards: shlex.quote(R.is_weights[wildcards.weights]["weights"]),
+        sha256=lambda wildcards: R.is_weights[wildcards.weights]["sha256"],
         url=lambda wildcards: (
-            f"--url {shlex.quote(IS_WEIGHTS[wildcards.weights]['url'])}"
-            if IS_WEIGHTS[wildcards.weights].get("url")
+            f"--url {shlex.quote(R.is_weights[wildcards.weights]['url'])}"
+            if R.is_weights[wildcards.weights].get("url")
             else ""
         ),
     shell:
@@ -75,7 +74,7 @@ rule prepare_data:
     log:
         "logs/prepare_data/{dataset}.log",
     benchmark:
-        "benchmarks/prepare_data/{dataset}.tsv"
+        "results/benchmarks/prepare_data/{dataset}.tsv"
     conda:
         ENV
     resources:
@@ -94,7 +93,7 @@ rule prepare_ood:
     log:
         "logs/prepare_ood/{dataset}_{ood}.log",
     benchmark:
-        "benchmarks/prepare_ood/{dataset}_{ood}.tsv"
+        "results/benchmarks/prepare_ood/{dataset}_{ood}.tsv"
     conda:
         ENV
     resources:
@@ -117,17 +116,17 @@ rule prepare_sampling_starts:
     log:
         "logs/prepare_sampling_starts/{dataset}.log",
     benchmark:
-        "benchmarks/prepare_sampling_starts/{dataset}.tsv"
+        "results/benchmarks/prepare_sampling_starts/{dataset}.tsv"
     conda:
         ENV
     resources:
         mem_mb=8000,
         runtime=runtime_min(60),
     params:
-        name=lambda wildcards: shlex.quote(sampling_cfg(wildcards.dataset)["ood_set"]),
-        n=lambda wildcards: sampling_cfg(wildcards.dataset)["ood_images"],
+        name=lambda wildcards: shlex.quote(R.sampling(wildcards.dataset)["ood_set"]),
+        n=lambda wildcards: R.sampling(wildcards.dataset)["ood_images"],
         root=lambda wildcards: ood_root_arg(
-            wildcards.dataset, sampling_cfg(wildcards.dataset)["ood_set"]
+            wildcards.dataset, R.sampling(wildcards.dataset)["ood_set"]
         ),
     shell:
         "python -m dat.prepare ood --config {input.cfg} --name {params.name} --n {params.n} --split train"
@@ -143,17 +142,15 @@ rule fid_ref:
     log:
         "logs/fid_ref/{dataset}.log",
     benchmark:
-        "benchmarks/fid_ref/{dataset}.tsv"
+        "results/benchmarks/fid_ref/{dataset}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(240),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=240),
     params:
-        n_ref=lambda wildcards: evaluate_cfg(wildcards.dataset)["fid"]["n_ref"] or 0,
-        extractor=lambda wildcards: evaluate_cfg(wildcards.dataset)["fid"]["extractor"],
+        n_ref=lambda wildcards: R.evaluate(wildcards.dataset)["fid"]["n_ref"] or 0,
+        extractor=lambda wildcards: R.evaluate(wildcards.dataset)["fid"]["extractor"],
     shell:
         "python -m dat.fid_ref --data {input.train} --n-ref {params.n_ref} --seed 0 --extractor {params.extractor}"
         " --out {output.ref} --meta-out {output.meta} --threads {threads} > {log} 2>&1"
@@ -168,17 +165,15 @@ rule fid_floor:
     log:
         "logs/fid_floor/{dataset}.log",
     benchmark:
-        "benchmarks/fid_floor/{dataset}.tsv"
+        "results/benchmarks/fid_floor/{dataset}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(120),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=120),
     params:
-        n=lambda wildcards: sampling_cfg(wildcards.dataset)["n_final"],
-        extractor=lambda wildcards: evaluate_cfg(wildcards.dataset)["fid"]["extractor"],
+        n=lambda wildcards: R.sampling(wildcards.dataset)["n_final"],
+        extractor=lambda wildcards: R.evaluate(wildcards.dataset)["fid"]["extractor"],
     shell:
         "python -m dat.eval_fid floor --data {input.test} --n {params.n} --seed 0 --extractor {params.extractor}"
         " --ref {input.ref} --out {output.floor} --threads {threads} > {log} 2>&1"

@@ -15,14 +15,12 @@ rule grid_search_steps:
     log:
         "logs/grid_search_steps/{run}.log",
     benchmark:
-        "benchmarks/grid_search_steps/{run}.tsv"
+        "results/benchmarks/grid_search_steps/{run}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(240),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=240),
     params:
         starts=sampling_starts_args,
     shell:
@@ -42,7 +40,7 @@ use rule grid_search_steps as grid_search_final with:
     log:
         "logs/grid_search_final/{run}.log",
     benchmark:
-        "benchmarks/grid_search_final/{run}.tsv"
+        "results/benchmarks/grid_search_final/{run}.tsv"
 
 
 rule sample_images:
@@ -56,14 +54,12 @@ rule sample_images:
     log:
         "logs/sample_images/{run}.log",
     benchmark:
-        "benchmarks/sample_images/{run}.tsv"
+        "results/benchmarks/sample_images/{run}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(240),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=240),
     params:
         mode="",
         starts=sampling_starts_args,
@@ -79,7 +75,7 @@ use rule sample_images as sample_images_uncond with:
     log:
         "logs/sample_images_uncond/{run}.log",
     benchmark:
-        "benchmarks/sample_images_uncond/{run}.tsv"
+        "results/benchmarks/sample_images_uncond/{run}.tsv"
     params:
         mode=" --unconditional",
         starts=sampling_starts_args,
@@ -97,14 +93,12 @@ rule compute_fid:
     log:
         "logs/compute_fid/{run}.log",
     benchmark:
-        "benchmarks/compute_fid/{run}.tsv"
+        "results/benchmarks/compute_fid/{run}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(120),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=120),
     shell:
         "python -m dat.eval_fid samples --config {input.cfg} --samples {input.samples} --ref {input.ref}"
         " --floor {input.floor} --out {output.fid} --threads {threads} > {log} 2>&1"
@@ -122,7 +116,7 @@ use rule compute_fid as compute_fid_uncond with:
     log:
         "logs/compute_fid_uncond/{run}.log",
     benchmark:
-        "benchmarks/compute_fid_uncond/{run}.tsv"
+        "results/benchmarks/compute_fid_uncond/{run}.tsv"
 
 
 rule eval_robust:
@@ -135,16 +129,14 @@ rule eval_robust:
     log:
         "logs/eval_robust/{run}.log",
     benchmark:
-        "benchmarks/eval_robust/{run}.tsv"
+        "results/benchmarks/eval_robust/{run}.tsv"
     # The longest evaluation (AutoAttack): started first among the ready ones, so it never runs alone at the end.
     priority: 5
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(12 * 60),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=12 * 60),
     shell:
         "python -m dat.eval_robust --config {input.cfg} --model {input.model} --data {input.test}"
         " --out {output.robust} --threads {threads} > {log} 2>&1"
@@ -161,14 +153,12 @@ rule eval_ood:
     log:
         "logs/eval_ood/{run}.log",
     benchmark:
-        "benchmarks/eval_ood/{run}.tsv"
+        "results/benchmarks/eval_ood/{run}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(120),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=120),
     shell:
         "python -m dat.eval_ood --config {input.cfg} --model {input.model} --data {input.test} --ood {input.ood}"
         " --out {output.ood} --threads {threads} > {log} 2>&1"
@@ -184,14 +174,12 @@ rule eval_calibration:
     log:
         "logs/eval_calibration/{run}.log",
     benchmark:
-        "benchmarks/eval_calibration/{run}.tsv"
+        "results/benchmarks/eval_calibration/{run}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(30),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=30),
     shell:
         "python -m dat.eval_calibration --config {input.cfg} --model {input.model} --data {input.test}"
         " --out {output.calibration} --threads {threads} > {log} 2>&1"
@@ -209,14 +197,12 @@ rule eval_counterfactual:
     log:
         "logs/eval_counterfactual/{run}.log",
     benchmark:
-        "benchmarks/eval_counterfactual/{run}.tsv"
+        "results/benchmarks/eval_counterfactual/{run}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(240),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=240),
     shell:
         "python -m dat.eval_counterfactual --config {input.cfg} --model {input.model} --data {input.train}"
         " --ref {input.ref} --out {output.counterfactual} --examples {output.examples}"
@@ -238,14 +224,12 @@ rule eval_snapshots:
     log:
         "logs/eval_snapshots/{run}.log",
     benchmark:
-        "benchmarks/eval_snapshots/{run}.tsv"
+        "results/benchmarks/eval_snapshots/{run}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=8000,
-        runtime=runtime_min(240),
-        gpu=1,
+        **gpu_resources(mem_mb=8000, runtime=240),
     params:
         starts=sampling_starts_args,
     shell:
@@ -266,7 +250,7 @@ rule select_checkpoint:
     log:
         "logs/select_checkpoint/{run}.log",
     benchmark:
-        "benchmarks/select_checkpoint/{run}.tsv"
+        "results/benchmarks/select_checkpoint/{run}.tsv"
     conda:
         ENV
     resources:

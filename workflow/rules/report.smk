@@ -18,10 +18,9 @@ rule write_table_spec:
     log:
         "logs/write_table_spec/{table}.log",
     params:
-        spec=lambda wildcards: json.dumps(table_spec(wildcards.table), sort_keys=True),
+        spec=resolved_json(lambda wildcards: R.table_spec(wildcards.table)),
     run:
-        write_json(json.loads(params.spec), output.spec)
-        Path(log[0]).write_text(f"wrote {output.spec}\n")
+        write_resolved(params.spec, output.spec, log[0])
 
 
 rule write_figures_spec:
@@ -30,20 +29,17 @@ rule write_figures_spec:
     log:
         "logs/write_figures_spec/{figures}.log",
     wildcard_constraints:
-        figures="|".join(FIGURE_SPECS),
+        figures="|".join(FIGURE_SETS),
     params:
-        spec=lambda wildcards: json.dumps(
-            figures_spec(wildcards.figures), sort_keys=True
-        ),
+        spec=resolved_json(lambda wildcards: R.figures_spec(wildcards.figures)),
     run:
-        write_json(json.loads(params.spec), output.spec)
-        Path(log[0]).write_text(f"wrote {output.spec}\n")
+        write_resolved(params.spec, output.spec, log[0])
 
 
 rule make_table:
     input:
         spec="results/tables/{table}.spec.json",
-        runs=table_files,
+        runs=lambda wildcards: R.table_files(wildcards.table),
     output:
         tex="results/tables/{table}.tex",
         csv=report(
@@ -55,7 +51,7 @@ rule make_table:
     log:
         "logs/make_table/{table}.log",
     benchmark:
-        "benchmarks/make_table/{table}.tsv"
+        "results/benchmarks/make_table/{table}.tsv"
     conda:
         ENV
     shell:
@@ -64,17 +60,17 @@ rule make_table:
 
 rule make_metrics_csv:
     input:
-        metrics=metrics_files(),
+        metrics=R.metrics_files(),
     output:
         csv="results/report/metrics.csv",
     log:
         "logs/make_metrics_csv/metrics.log",
     benchmark:
-        "benchmarks/make_metrics_csv/metrics.tsv"
+        "results/benchmarks/make_metrics_csv/metrics.tsv"
     conda:
         ENV
     params:
-        runs=" ".join(f"results/{run}" for run in table_runs("table1")),
+        runs=" ".join(f"results/{run}" for run in R.table_rows("table1").values()),
     shell:
         "python -m dat.report metrics --runs {params.runs} --out {output.csv} > {log} 2>&1"
 
@@ -82,7 +78,7 @@ rule make_metrics_csv:
 rule make_figures:
     input:
         spec="results/figures/main.spec.json",
-        runs=figure_inputs(figure_groups()),
+        runs=R.figure_inputs("main"),
     output:
         figures=[
             report(
@@ -91,12 +87,12 @@ rule make_figures:
                 category="Figures",
                 labels={"figure": Path(path).name},
             )
-            for path in figure_paths(figure_groups())
+            for path in R.figure_paths(R.figure_groups("main"))
         ],
     log:
         "logs/make_figures/figures.log",
     benchmark:
-        "benchmarks/make_figures/figures.tsv"
+        "results/benchmarks/make_figures/figures.tsv"
     conda:
         ENV
     shell:
@@ -107,7 +103,7 @@ rule make_figures:
 rule make_figure2:
     input:
         spec="results/figures/ablations.spec.json",
-        runs=figure_inputs(bce_figure_group()),
+        runs=R.figure_inputs("ablations"),
     output:
         figures=[
             report(
@@ -116,7 +112,7 @@ rule make_figure2:
                 category="Figures",
                 labels={"figure": Path(path).name},
             )
-            for path in figure_paths({"bce_curves": {}})
+            for path in R.figure_paths({"bce_curves": {}})
         ],
     log:
         "logs/make_figures/figure2.log",

@@ -14,10 +14,9 @@ rule write_run_config:
     log:
         "logs/write_run_config/{run}.log",
     params:
-        cfg=lambda wildcards: json.dumps(run_cfg(wildcards.run), sort_keys=True),
+        cfg=resolved_json(lambda wildcards: R.run_cfg(wildcards.run)),
     run:
-        write_json(json.loads(params.cfg), output.cfg)
-        Path(log[0]).write_text(f"wrote {output.cfg}\n")
+        write_resolved(params.cfg, output.cfg, log[0])
 
 
 # The training view of run.json (no sampling/evaluate settings): training reruns only when this file changes.
@@ -27,10 +26,9 @@ rule write_train_config:
     log:
         "logs/write_train_config/{run}.log",
     params:
-        cfg=lambda wildcards: json.dumps(train_cfg(wildcards.run), sort_keys=True),
+        cfg=resolved_json(lambda wildcards: R.train_cfg(wildcards.run)),
     run:
-        write_json(json.loads(params.cfg), output.cfg)
-        Path(log[0]).write_text(f"wrote {output.cfg}\n")
+        write_resolved(params.cfg, output.cfg, log[0])
 
 
 rule train_model:
@@ -44,17 +42,15 @@ rule train_model:
     log:
         "logs/train_model/{run}.log",
     benchmark:
-        "benchmarks/train_model/{run}.tsv"
+        "results/benchmarks/train_model/{run}.tsv"
     # Training is the critical path (stage 2 waits for stage 1, every metric for both): it goes before the evaluation
     # jobs whenever both are ready, so that a machine with few cores never leaves stage 2 waiting behind them.
     priority: 10
     conda:
         ENV
-    threads: 2
+    threads: GPU_THREADS
     resources:
-        mem_mb=16000,
-        runtime=runtime_min(24 * 60),
-        gpu=1,
+        **gpu_resources(mem_mb=16000, runtime=24 * 60),
     params:
         init=init_args,
         aux_ood=aux_ood_args,
@@ -75,18 +71,18 @@ rule prepare_aux_ood:
     log:
         "logs/prepare_aux_ood/{run}.log",
     benchmark:
-        "benchmarks/prepare_aux_ood/{run}.tsv"
+        "results/benchmarks/prepare_aux_ood/{run}.tsv"
     conda:
         ENV
     resources:
         mem_mb=8000,
         runtime=runtime_min(60),
     params:
-        name=lambda wildcards: shlex.quote(aux_block(wildcards.run)["ood_set"]),
-        n=lambda wildcards: aux_block(wildcards.run)["ood_images"],
+        name=lambda wildcards: shlex.quote(R.aux_block(wildcards.run)["ood_set"]),
+        n=lambda wildcards: R.aux_block(wildcards.run)["ood_images"],
         seed=lambda wildcards: config["runs"][wildcards.run]["seed"],
         root=lambda wildcards: ood_root_arg(
-            dataset_of(wildcards.run), aux_block(wildcards.run)["ood_set"]
+            dataset_of(wildcards.run), R.aux_block(wildcards.run)["ood_set"]
         ),
     shell:
         "python -m dat.prepare ood --config {input.cfg} --name {params.name} --n {params.n} --seed {params.seed} --split train"
