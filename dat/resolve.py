@@ -417,6 +417,30 @@ class Resolved:
         block = self.evaluate(dataset)["fid"].get("inception_score") or {}
         return block if block.get("enabled") else None
 
+    def inception_score_input(self, dataset: str) -> tuple[str | None, Missing | None]:
+        """(the IS weights file name whose download job a run of ``dataset`` waits for, or None when IS is off;
+        what is missing: the weights file when it is not there and no url can bring it)."""
+        block = self.inception_score(dataset)
+        if block is None:
+            return None, None
+        if not block.get("url") and not Path(block["weights"]).exists():
+            return None, Missing("evaluate.fid.inception_score.weights", f"{block['weights']} is not there and url is "
+                                 f"null; put the file there (sha256 {block['sha256']}...) or set "
+                                 "evaluate.fid.inception_score.url")
+        return Path(block["weights"]).name, None
+
+    def init_input(self, run: str) -> tuple[str | None, Missing | None]:
+        """(the checkpoint the run starts from: another run's model.pt, a published file, or None; what is missing:
+        a published file that is not there, with where it is published)."""
+        init = self.init_from(run)
+        if init is None or isinstance(init, str):
+            return (f"results/{init}/model.pt" if init else None), None
+        if not Path(init["path"]).exists():
+            where = f" (published at {init['url']})" if init.get("url") else ""
+            return None, Missing(f"runs.{run}.init_from.path", f"the published checkpoint {init['path']} is not there; "
+                                 f"download it{where} and put it at that path, or point the path at your copy")
+        return init["path"], None
+
     @cached_property
     def is_weights(self) -> dict[str, dict]:
         """Weights file name -> the inception_score block of every dataset that computes IS (one download job per

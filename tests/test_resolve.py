@@ -206,6 +206,25 @@ def test_missing_data_is_named_where_a_job_needs_it():
     source, missing = r.ood_download("fmnist", "cifar10")
     assert missing.key == "datasets.fmnist.ood_roots.cifar10" and "/nonexistent/c10/cifar-10-batches-py" in str(missing)
     assert r.ood_download("fmnist", "mnist5k") == (None, None)  # offline sets need no folder
+    assert r.inception_score_input("fmnist") == (None, None)  # IS off in the smoke config
+    assert r.init_input("fmnist_dat") == ("results/fmnist_at/model.pt", None) and r.init_input("fmnist_at") == (None, None)
+
+
+def test_missing_published_files_are_named_with_their_key(tmp_path):
+    config = _config()
+    config["evaluate"]["fid"]["inception_score"] = {"enabled": True, "weights": str(tmp_path / "w.pth")}
+    config["runs"]["fmnist_official"] = {"dataset": "fmnist", "model": "small", "method": "at", "seed": 0,
+                                         "init_from": {"path": str(tmp_path / "o.pt"), "url": "https://example.org/o"}}
+    r = load(config)
+    path, missing = r.inception_score_input("fmnist")
+    assert path is None and missing.key == "evaluate.fid.inception_score.weights" and "url is null" in str(missing)
+    path, missing = r.init_input("fmnist_official")
+    assert path is None and str(missing).startswith("runs.fmnist_official.init_from.path: the published checkpoint")
+    assert "(published at https://example.org/o)" in str(missing)
+    (tmp_path / "w.pth").write_bytes(b"w")
+    (tmp_path / "o.pt").write_bytes(b"o")
+    assert r.inception_score_input("fmnist") == ("w.pth", None)
+    assert r.init_input("fmnist_official") == (str(tmp_path / "o.pt"), None)
 
 
 def test_a_non_editable_install_imports_every_command(tmp_path):

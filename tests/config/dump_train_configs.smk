@@ -10,5 +10,5 @@ include: "../../Snakefile"
 
 with open(_os.environ["DAT_DUMP_TRAIN_CONFIGS"], "w") as _out:
     _json.dump(
-        {_run: _json.dumps(R.train_cfg(_run), sort_keys=True) for _run in RUNS}, _out
+        {_run: _json.dumps(R.train_cfg(_run), sort_keys=True) for _run in config["runs"]}, _out
     )

@@ -15,18 +15,6 @@ from dat.io import write_json  # torch-free: dat.io imports torch and NumPy wher
 from dat.registry import CPU_KERNEL_ENV
 from dat.resolve import FIGURE_SETS, ConfigError, Resolved, read_yaml, validate
 
-# The config files again, strictly (a key given twice fails, naming file and line: Snakemake's loader keeps the last),
-# then the config against the package's schema (dat/schemas/config.schema.yaml), its defaults filled in.
-try:
-    for _file in workflow.configfiles:
-        read_yaml(_file)
-    validate(config)
-except ConfigError as err:
-    raise WorkflowError(str(err)) from None
-
-# cpu_kernels: the environment that pins the CPU kernels of every job (dat.registry.CPU_KERNEL_ENV)
-shell.prefix(JOB_PREFIX + CPU_KERNEL_ENV[config["cpu_kernels"]])
-
 
 def _rehearsal_fixtures(spec):
     """rehearsal_fixtures: write the fixture data and published-layout checkpoints the config points at (python -m
@@ -48,17 +36,20 @@ def _rehearsal_fixtures(spec):
     )
     if done.returncode:
         raise WorkflowError(
-            f"rehearsal_fixtures: python -m dat.rehearsal failed:\n{done.stderr[-2000:]}"
+            f"rehearsal_fixtures: dat.rehearsal failed:\n{done.stderr[-2000:]}"
         )
 
 
-try:  # every check fails here, naming the key, before any job starts
-    R = Resolved(config, check=False)
+# Every check fails here, naming the file or key, before any job starts: each config file read again strictly (a key
+# given twice; Snakemake's loader keeps the last), the schema (dat/schemas/config.schema.yaml, defaults filled in),
+# then the cross-checks (the fixtures are written first, so that rows_if_present finds their files).
+try:
+    for _file in workflow.configfiles:
+        read_yaml(_file)
+    R = Resolved(validate(config), check=False)
     R.check_references()
     if config["rehearsal_fixtures"] and workflow.is_main_process:
-        _rehearsal_fixtures(
-            R.fixture_spec()
-        )  # before rows_if_present looks for the files
+        _rehearsal_fixtures(R.fixture_spec())
     R.check()
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
@@ -66,11 +57,12 @@ if workflow.is_main_process:
     for line in R.left_out:
         print(line, file=sys.stderr)
 
-RUNS = list(config["runs"])
+# cpu_kernels: the environment that pins the CPU kernels of every job (dat.registry.CPU_KERNEL_ENV)
+shell.prefix(JOB_PREFIX + CPU_KERNEL_ENV[config["cpu_kernels"]])
 
 
 wildcard_constraints:
-    run="|".join(RUNS),
+    run="|".join(config["runs"]),
     table="|".join(R.tables),
     dataset="|".join(config["datasets"]),
     source="[a-z0-9_]+",
@@ -81,22 +73,24 @@ def dataset_of(run):
     return R.dataset_of(run)
 
 
-def _marker(download, missing):
-    """The download marker of a source, [] when none is needed; a WorkflowError when data is missing."""
+def _checked(path, missing):
+    """An input path (None: no input) of a resolved answer; a WorkflowError naming the key when it is missing."""
     if missing is not None:
         raise WorkflowError(str(missing))
-    return f"results/downloads/{download}.json" if download else []
+    return path or []
 
 
 def dataset_downloads(wildcards):
     """The download marker of a dataset with download: true (nothing when its files are in place). Data that is
     missing and that no rule can download fails the DAG, saying what to fetch and where; evaluated only for the
     jobs a target needs, so the CIFAR tables plan without an ImageNet folder."""
-    return _marker(*R.dataset_download(wildcards.dataset))
+    source, missing = R.dataset_download(wildcards.dataset)
+    return _checked(source and f"results/downloads/{source}.json", missing)
 
 
 def _ood_input(dataset, ood):
-    return _marker(*R.ood_download(dataset, ood))
+    source, missing = R.ood_download(dataset, ood)
+    return _checked(source and f"results/downloads/{source}.json", missing)
 
 
 def ood_downloads(wildcards):
@@ -112,33 +106,14 @@ def ood_root_arg(dataset, name):
 
 def is_weights_input(wildcards):
     """The IS weights marker of a run's dataset (written once the file is there and its sha256 checks out), or
-    nothing when IS is off. A missing file without a url fails the DAG, naming the key.
-    """
-    block = R.inception_score(dataset_of(wildcards.run))
-    if block is None:
-        return []
-    if not block.get("url") and not os.path.exists(block["weights"]):
-        raise WorkflowError(
-            f"evaluate.fid.inception_score.weights: {block['weights']} is not there and url is null; put the file "
-            f"there (sha256 {block['sha256']}...) or set evaluate.fid.inception_score.url"
-        )
-    return f"results/downloads/inception/{Path(block['weights']).name}.json"
+    nothing when IS is off."""
+    name, missing = R.inception_score_input(dataset_of(wildcards.run))
+    return _checked(name and f"results/downloads/inception/{name}.json", missing)
 
 
 def init_input(wildcards):
     """The checkpoint a run starts from: another run's model.pt, a published file, or nothing."""
-    init = R.init_from(wildcards.run)
-    if init is None:
-        return []
-    if isinstance(init, str):
-        return f"results/{init}/model.pt"
-    if not os.path.exists(init["path"]):
-        where = f" (published at {init['url']})" if init.get("url") else ""
-        raise WorkflowError(
-            f"runs.{wildcards.run}.init_from.path: the published checkpoint {init['path']} is not there; download "
-            f"it{where} and put it at that path, or point the path at your copy"
-        )
-    return init["path"]
+    return _checked(*R.init_input(wildcards.run))
 
 
 def init_args(wildcards, input):
