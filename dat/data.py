@@ -16,8 +16,10 @@ uniform noise; a user's image folder (Open Images), 80M Tiny Images ``.bin`` and
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -55,13 +57,38 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 # -- in-distribution datasets ----------------------------------------------------------------------------------
 def _read_idx(path: Path) -> np.ndarray:
-    """Parse an IDX file (optionally gzipped): magic, dims as big-endian int32, then uint8 data."""
+    """Parse an IDX file (optionally gzipped): magic, dims as big-endian int32, then uint8 data.
+
+    Raises:
+        ValueError: naming ``path`` when it is truncated or damaged (a cut-off or corrupt gzip stream, or fewer or
+            more bytes than its header declares), with how to get a good copy.
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(tuple(int(d) for d in dims))
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except EOFError as err:  # the gzip stream ends early
+        raise ValueError(f"{path} is truncated ({err}); {_idx_fix(path)}") from err
+    except (gzip.BadGzipFile, zlib.error) as err:  # a CRC or length mismatch, or bytes that do not decompress
+        raise ValueError(f"{path} is corrupt ({err}); {_idx_fix(path)}") from err
+    ndim = raw[3] if len(raw) >= 4 and raw[:3] == b"\x00\x00\x08" else None  # magic: 0, 0, uint8 type, ndim
+    if ndim is None or len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is not an IDX file of uint8 data (header {raw[:4]!r}); {_idx_fix(path)}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    if len(raw) - 4 - 4 * ndim != math.prod(dims):
+        state = "truncated" if len(raw) - 4 - 4 * ndim < math.prod(dims) else "corrupt"
+        raise ValueError(f"{path} is {state}: its header declares {dims} = {math.prod(dims)} bytes of data, it holds "
+                         f"{len(raw) - 4 - 4 * ndim}; {_idx_fix(path)}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_fix(path: Path) -> str:
+    """How to replace a damaged IDX file ``path``."""
+    if str(path).startswith("/usr/share/datasets/"):
+        return ("it comes from a Debian package: reinstall it (apt-get install --reinstall dataset-fashion-mnist "
+                "for Fashion-MNIST)")
+    return ("delete it and download it again (datasets.<name>.download: true), or for Fashion-MNIST install the "
+            "Debian package dataset-fashion-mnist and point datasets.<name>.root at /usr/share/datasets/fashion-mnist")
 
 
 def _read_cifar_batches(folder: Path, split: str, fine: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +101,12 @@ def _read_cifar_batches(folder: Path, split: str, fine: bool = True) -> tuple[np
         label_key = "fine_labels" if fine else "coarse_labels"
     xs, ys = [], []
     for name in names:
-        with open(folder / name, "rb") as fh:
-            entry = pickle.load(fh, encoding="latin1")
+        try:
+            with open(folder / name, "rb") as fh:
+                entry = pickle.load(fh, encoding="latin1")
+        except (EOFError, pickle.UnpicklingError) as err:
+            raise ValueError(f"{folder / name} is truncated or corrupt ({type(err).__name__}: {err}); delete {folder} "
+                             "and download it again (datasets.<name>.download: true)") from err
         xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.append(np.asarray(entry[label_key], dtype=np.int64))
     return np.concatenate(xs).transpose(0, 2, 3, 1).copy(), np.concatenate(ys)

@@ -10,7 +10,13 @@ y' = labels of the BCE batch, and the curriculum on T (``dat.curriculum``).
 The loop checkpoints ``ckpt/last.pt`` atomically every ``ckpt_every_steps`` steps (and every ``ckpt_every_minutes``
 of wall time when set) and on SIGTERM/SIGINT/SIGUSR1 (then exits 75 so that Snakemake's retry resumes it); a rerun
 resumes from it (same step, curriculum, optimizer, EMA, RNG and data position); a ``last.pt`` written for another
-run config (a changed hyperparameter) is kept as ``last.stale-<time>.pt`` and training starts afresh. A non-finite
+run config (a changed hyperparameter) is kept as ``last.stale-<time>.pt`` and training starts afresh. Each new
+``last.pt`` moves the one before to ``ckpt/last.prev.pt``: a ``last.pt`` that fails to load (truncated, a byte
+changed: every file is checked against the CRCs ``torch.save`` records) is kept as ``last.corrupt-<time>.pt`` and
+training resumes from ``last.prev.pt`` (or afresh), saying so in the log. A damaged ``--init`` fails before anything
+is written. Besides the rule's log (which Snakemake empties at each start), every attempt appends its log to
+``ckpt/train.log``, headed by its time, host, pid and resume step; ``train_log.csv``'s ``time_s`` counts the
+training time of every attempt (kept in ``last.pt``). A non-finite
 loss (or a JEM energy blow-up) exits 65 keeping the last good checkpoint, or with ``on_divergence: keep_last`` ends the run cleanly with
 ``model.pt`` = that checkpoint marked ``diverged``. ``precision: bf16`` autocasts the training passes; evaluation commands stay fp32.
 
@@ -31,10 +37,13 @@ import argparse
 import csv
 import logging
 import math
+import os
 import random
 import signal
+import socket
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +66,17 @@ from dat.distributed import (
     shard_size,
     shutdown,
 )
-from dat.io import atomic_torch_save, load_checkpoint, provenance, read_json, seed_everything, sha256_file
+from dat.io import (
+    LOG_FORMAT,
+    CorruptCheckpointError,
+    atomic_torch_save,
+    checkpoint_advice,
+    load_checkpoint,
+    provenance,
+    read_json,
+    seed_everything,
+    sha256_file,
+)
 from dat.losses import dat_loss, ebjdat_loss, jem_loss, kl_uniform, ratio_loss
 from dat.metrics import auroc
 from dat.models import build_model, energy, set_train_mode
@@ -70,7 +89,8 @@ LOG_FIELDS = ["step", "epoch", "images", "time_s", "lr", "loss", "ce_adv", "bce"
 EXIT_INTERRUPTED = 75  # a signal stopped training after saving last.pt; rerunning resumes
 EXIT_NONFINITE = 65  # the loss became NaN/inf; last.pt holds the last good state
 # checkpoint keys only a resume needs (model.pt leaves them out)
-RESUMABLE_KEYS = ("optimizer", "ema_updates", "curriculum", "rng", "rng_ranks", "generator", "replay")
+RESUMABLE_KEYS = ("optimizer", "ema_updates", "curriculum", "rng", "rng_ranks", "generator", "replay", "train_time_s")
+LAST, PREVIOUS, ATTEMPT_LOG = "last.pt", "last.prev.pt", "train.log"  # in --ckpt-dir
 
 
 class EMA:
@@ -196,6 +216,7 @@ class Trainer:
             StepCurriculum(b.initial_steps, b.max_steps, b.auc_threshold, b.window_images, b.increment) if b else None
         )
         self.step = 0
+        self.time_before, self.clock = 0.0, time.time()  # training seconds of earlier attempts; this one's start
         self.replay = None  # JEM's persistent SGLD buffer (per process), saved in resumable checkpoints
         if self.cfg.sgld:
             s = self.cfg.sgld
@@ -209,11 +230,17 @@ class Trainer:
         if not sha256 and fmt != "dat":
             log.warning("init_from %s has no sha256 in the config; its sha256 is %s", path, digest)
         self.init_sha256 = digest
-        ckpt = load_checkpoint(path)
+        published = fmt != "dat" or sha256 is not None
+        # a published file may be in torch's legacy format (no checksums); ours never are
+        ckpt = load_checkpoint(path, legacy=fmt != "dat", advice=checkpoint_advice(path, published))
         self.model.load_state_dict(published_weights(ckpt, fmt, self.model))
         log.info("initialised from %s (format %s%s)", path, fmt, ", EMA weights" if fmt == "dat" and ckpt.get("ema") else "")
 
     # -- checkpoints -----------------------------------------------------------------------------------
+    def train_time_s(self) -> float:
+        """Seconds of training so far, over every attempt (the earlier ones' as recorded in the checkpoint resumed)."""
+        return self.time_before + time.time() - self.clock
+
     def state(self, resumable: bool, snapshot: bool = False) -> dict:
         """The checkpoint dict: ``resumable`` adds what a resume needs (collective under DDP); ``snapshot`` (a weight
         snapshot of Figure 4 and the best-FID candidates) leaves out the raw weights when an EMA is kept, since every
@@ -237,6 +264,7 @@ class Trainer:
             out["rng"] = _rng_state()
             out["rng_ranks"] = all_gather_object(out["rng"], self.dist)  # collective: every process calls state()
             out["generator"] = self.generator.get_state()
+            out["train_time_s"] = self.train_time_s()
             if self.replay is not None:
                 out["replay"] = {**self.replay.state_dict(), "generator": self.replay.generator.get_state()}
         return out
@@ -264,7 +292,8 @@ class Trainer:
             self.replay.load_state_dict(ckpt["replay"])
             self.replay.generator.set_state(ckpt["replay"]["generator"])
         self.step = ckpt["step"]
-        log.info("resumed from %s at step %d", path, self.step)
+        self.time_before = float(ckpt.get("train_time_s", 0.0))  # absent from a last.pt written before it was kept
+        log.info("resumed from %s at step %d (%.1f s of training before)", path, self.step, self.time_before)
 
     # -- one update ------------------------------------------------------------------------------------
     def chain_starts(self, n: int) -> torch.Tensor:
@@ -435,6 +464,103 @@ def _truncate_log(path: Path, step: int) -> None:
         _append_log(path, r, fresh=False)
 
 
+def _set_aside(path: Path, kind: str) -> Path:
+    """Rename the checkpoint ``path`` (``<name>.pt``) to ``<name>.<kind>-<time>.pt`` beside it and return that."""
+    stem, stamp = path.name.removesuffix(".pt"), time.strftime("%Y%m%d-%H%M%S")
+    target, n = path.with_name(f"{stem}.{kind}-{stamp}.pt"), 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{stem}.{kind}-{stamp}-{n}.pt")
+    path.rename(target)
+    return target
+
+
+def resume_point(ckpt_dir: Path, run: dict, env: DistEnv = DistEnv()) -> tuple[dict | None, Path | None]:
+    """The checkpoint a rerun continues from: ``last.pt``, else ``last.prev.pt`` (the generation before), else none.
+
+    A file that fails to load (:class:`dat.io.CorruptCheckpointError`: truncated, damaged) is set aside as
+    ``<name>.corrupt-<time>.pt`` and the next one is tried; the first one that loads but was written for another run
+    config (``run``, the training view) is set aside as ``<name>.stale-<time>.pt``, and the older generation with it.
+    Every process reads the same files; rank 0 renames them and logs why.
+
+    Returns:
+        (the loaded checkpoint, its path), or (None, None) for a fresh start.
+    """
+    ckpt = source = None
+    aside = []  # (path, kind, why)
+    for path in (ckpt_dir / LAST, ckpt_dir / PREVIOUS):
+        if ckpt is not None or not path.exists():
+            continue
+        if aside and aside[-1][1] == "stale":
+            aside.append((path, "stale", "the generation before a stale checkpoint"))
+            continue
+        try:
+            loaded = load_checkpoint(path)
+        except CorruptCheckpointError as err:
+            aside.append((path, "corrupt", err.problem))
+            continue
+        if training_view(loaded["config"]) != run:  # the config changed: train from scratch
+            aside.append((path, "stale", "written for another run config"))
+            continue
+        ckpt, source = loaded, path
+    barrier(env)  # every process has read the files before rank 0 moves any
+    if env.is_main and aside:
+        for path, kind, why in aside:
+            log.warning("%s is %s: kept as %s", path, why, _set_aside(path, kind).name)
+        if source is not None:
+            log.warning("resuming from %s, the checkpoint before (step %d): the steps after it are trained again",
+                        source, ckpt["step"])
+        else:
+            log.warning("no usable checkpoint in %s: training from scratch", ckpt_dir)
+    barrier(env)
+    return ckpt, source
+
+
+class AttemptLog(logging.Handler):
+    """Appends this process's log records to ``<ckpt-dir>/train.log``, which outlives the attempts of a job (the
+    rule's log file does not: Snakemake empties it at each start), so that a killed attempt's last lines, such as
+    ``received signal 15``, stay readable after the rerun. Records logged before :meth:`open` are held back until
+    then, so an attempt that fails while it starts (a damaged ``--init``) writes nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+        self.held: list[logging.LogRecord] = []
+        self.stream = None
+
+    def open(self, path: Path, resumed: str) -> None:
+        """Start appending to ``path``: a header line (time, host, pid, ``resumed``), then the held-back records."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.stream = open(path, "a")
+        self.stream.write(f"==== attempt {time.strftime('%Y-%m-%d %H:%M:%S')} host {socket.gethostname()} "
+                          f"pid {os.getpid()}: {resumed}\n")
+        held, self.held = self.held, []
+        for record in held:
+            self.emit(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None:
+            self.held.append(record)
+            return
+        try:
+            self.stream.write(self.format(record) + "\n")
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - logging must not stop training (e.g. a full disk)
+            self.handleError(record)
+
+    def failed(self, err: BaseException) -> None:
+        """Append the traceback of the error that ends the attempt (stderr gets it from Python itself)."""
+        if self.stream is not None:
+            self.stream.write("".join(traceback.format_exception(err)))
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+        super().close()
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("dat.train", __doc__)
     p.add_argument("--config", type=Path, required=True,
@@ -461,29 +587,36 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     start(args, device=False)  # logging and threads; the device depends on the process's rank under torchrun
     env, device = init_distributed(args.device)
+    attempt = AttemptLog() if env.is_main else None  # rank 0 keeps the log of every attempt
+    root = logging.getLogger()
+    if attempt is not None:
+        root.addHandler(attempt)
     try:
-        return _train(args, env, device)
+        return _train(args, env, device, attempt)
+    except Exception as err:
+        if attempt is not None:
+            attempt.failed(err)
+        raise
     finally:
+        if attempt is not None:
+            root.removeHandler(attempt)
+            attempt.close()
         shutdown(env)
 
 
-def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
-    """The training loop of one process (of ``env.world_size``); only rank 0 writes files."""
+def _train(args: argparse.Namespace, env: DistEnv, device: torch.device, attempt: AttemptLog | None = None) -> int:
+    """The training loop of one process (of ``env.world_size``); only rank 0 writes files (and ``attempt``, the
+    ``ckpt/train.log`` of rank 0)."""
     run = read_json(args.config)
     trainer = Trainer(run, args.data_dir, args.init, args.init_sha256, args.aux_ood, device, env, args.init_format)
     cfg = trainer.cfg
-    last = args.ckpt_dir / "last.pt"
-    ckpt = load_checkpoint(last) if last.exists() else None
-    if ckpt is not None and training_view(ckpt["config"]) != trainer.run:  # the config changed: train from scratch
-        ckpt = None
-        barrier(env)  # every process has read it before it moves
-        if env.is_main:
-            stale = last.with_name(f"last.stale-{time.strftime('%Y%m%d-%H%M%S')}.pt")
-            last.rename(stale)
-            log.warning("%s was written for another run config: kept as %s, training from scratch", last, stale)
-        barrier(env)
+    last, previous = args.ckpt_dir / LAST, args.ckpt_dir / PREVIOUS
+    ckpt, source = resume_point(args.ckpt_dir, trainer.run, env)
+    if attempt is not None:
+        attempt.open(args.ckpt_dir / ATTEMPT_LOG, f"resumed from {source.name} at step {ckpt['step']}"
+                     if ckpt is not None else "fresh start")
     if ckpt is not None:
-        trainer.resume(ckpt, last)
+        trainer.resume(ckpt, source)
         del ckpt
         if env.is_main:
             _truncate_log(args.log_csv, trainer.step)
@@ -504,8 +637,8 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
 
     def save(path: Path, resumable: bool) -> None:
         state = trainer.state(resumable)  # collective under DDP: every process gathers, rank 0 writes
-        if env.is_main:
-            atomic_torch_save(state, path)
+        if env.is_main:  # a new last.pt moves the one before to last.prev.pt, the fallback when last.pt is damaged
+            atomic_torch_save(state, path, previous=previous if path == last else None)
         barrier(env)
 
     snap_dir = args.snapshot_dir or args.ckpt_dir.parent / "snapshots"
@@ -531,6 +664,7 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
         ood_batches = data_lib.infinite_batches(trainer.ood_stream, trainer.bce_batch_size, seed + 2,
                                                 start_batch=trainer.step, shard=shard)
     t0, window_t, window_images = time.time(), time.time(), 0
+    trainer.clock = t0  # time_s counts training time only, over every attempt (trainer.time_before)
     last_saved = time.time()
     while trainer.step < trainer.total_steps:
         try:
@@ -549,7 +683,8 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
         if env.is_main and (step % cfg.log_every == 0 or step == trainer.total_steps):
             now = time.time()
             row.update(step=step, epoch=round(step * cfg.batch_size / trainer.n_train, 4), images=step * cfg.batch_size,
-                       time_s=round(now - t0, 2), images_per_s=round(window_images / max(now - window_t, 1e-9), 2))
+                       time_s=round(trainer.time_before + now - t0, 2),
+                       images_per_s=round(window_images / max(now - window_t, 1e-9), 2))
             window_t, window_images = now, 0
             _append_log(args.log_csv, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}, fresh=False)
             log.info("step %d/%d %s", step, trainer.total_steps,
@@ -567,7 +702,8 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device) -> int:
             return EXIT_INTERRUPTED
     save(last, resumable=True)
     save(args.model_out, resumable=False)
-    log.info("wrote %s after %d steps in %.1f s", args.model_out, trainer.step, time.time() - t0)
+    log.info("wrote %s after %d steps in %.1f s (%.1f s of training over every attempt)", args.model_out,
+             trainer.step, time.time() - t0, trainer.train_time_s())
     return 0
 
 

@@ -150,6 +150,7 @@ def _workflow_imports():
         text = path.read_text()
         modules |= set(re.findall(r"^\s*from (dat(?:\.\w+)*) import", text, re.M))
         modules |= set(re.findall(r"^\s*import (dat(?:\.\w+)*)", text, re.M))
+        modules |= {f"dat.{m}" for m in re.findall(r"^\s*from dat import (\w+)", text, re.M)}
     return sorted(modules)
 
 

@@ -228,9 +228,9 @@ def test_bf16_channels_last_and_timed_checkpoints(workdir, monkeypatch):
     saved = []
     real_save = train.atomic_torch_save
 
-    def recording_save(obj, path):
+    def recording_save(obj, path, **kwargs):
         saved.append((Path(path).name, obj["step"]))
-        real_save(obj, path)
+        real_save(obj, path, **kwargs)
 
     monkeypatch.setattr(train, "atomic_torch_save", recording_save)
     cfg = _run_config(2, 3)

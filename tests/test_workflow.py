@@ -293,6 +293,24 @@ def test_a_config_file_with_a_key_given_twice_fails_before_planning(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@needs_fmnist
+def test_a_truncated_stage1_model_fails_the_plan_before_stage2_outputs_are_deleted(tmp_path):
+    """A stage-1 model.pt cut short (a full disk, a copy interrupted) would send Snakemake to rerun stage 2, deleting
+    its good model.pt, and then fail: the input functions check that a run's checkpoint opens, naming it and the
+    target to rerun, before any job starts."""
+    at, dat = tmp_path / "results/fmnist_at/model.pt", tmp_path / "results/fmnist_dat/model.pt"
+    for path in (at, dat):
+        path.parent.mkdir(parents=True)
+        torch.save({"w": torch.zeros(64)}, path)
+    at.write_bytes(at.read_bytes()[:-100])
+    proc = snakemake("--configfile", str(REPO / "config/smoke.yaml"), "--directory", str(tmp_path), "--cores", "1",
+                     "results/fmnist_dat/metrics/robust.json", check=False)
+    message = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "results/fmnist_at/model.pt" in message and "truncated" in message, message[-3000:]
+    assert "snakemake results/fmnist_at/model.pt" in message
+    assert dat.exists() and torch.load(dat, weights_only=True)["w"].shape == (64,)  # stage 2's result is kept
+
+
 def test_lint_and_format():
     proc = snakemake("--lint", "--configfile", str(REPO / "config.yaml"), "--directory", str(REPO), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

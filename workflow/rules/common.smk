@@ -11,7 +11,9 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from dat.fixture_markers import pending as rehearsal_pending
-from dat.io import write_json  # torch-free: dat.io imports torch and NumPy where used
+
+# dat.io is torch-free at import: it imports torch and NumPy where they are used
+from dat import io as dat_io
 from dat.registry import CPU_KERNEL_ENV
 from dat.resolve import FIGURE_SETS, ConfigError, Resolved, read_yaml, validate
 
@@ -24,7 +26,7 @@ def _rehearsal_fixtures(spec):
         return
     spec_file = Path(".snakemake/rehearsal_fixtures.json")
     spec_file.parent.mkdir(exist_ok=True)
-    write_json(spec, spec_file)
+    dat_io.write_json(spec, spec_file)
     path = os.pathsep.join(
         filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
     )
@@ -111,9 +113,22 @@ def is_weights_input(wildcards):
     return _checked(name and f"results/downloads/inception/{name}.json", missing)
 
 
+def _intact(path):
+    """A run's checkpoint that a job reads: when it is there, its zip must open, so that a truncated model.pt fails
+    here, naming it and the target to rerun, before Snakemake deletes the outputs of the jobs that read it.
+    """
+    if isinstance(path, str) and path.startswith("results/") and os.path.exists(path):
+        try:
+            dat_io.verify_checkpoint(path, full=False)
+        except dat_io.CorruptCheckpointError as err:
+            advice = dat_io.checkpoint_advice(path)
+            raise WorkflowError(str(err.with_advice(advice))) from None
+    return path
+
+
 def init_input(wildcards):
     """The checkpoint a run starts from: another run's model.pt, a published file, or nothing."""
-    return _checked(*R.init_input(wildcards.run))
+    return _intact(_checked(*R.init_input(wildcards.run)))
 
 
 def init_args(wildcards, input):
@@ -130,7 +145,7 @@ def eval_model(wildcards):
     """The checkpoint every evaluation of a run reads: selected.pt (rule select_checkpoint) when it selects its
     best-FID snapshot, else model.pt."""
     name = "selected.pt" if R.selects_checkpoint(wildcards.run) else "model.pt"
-    return f"results/{wildcards.run}/{name}"
+    return _intact(f"results/{wildcards.run}/{name}")
 
 
 def snapshot_grid(wildcards):
@@ -232,5 +247,5 @@ def resolved_json(view):
 
 def write_resolved(text, path, log):
     """Write ``text`` (resolved_json of a resolved view) to ``path`` atomically, for the local rules."""
-    write_json(json.loads(text), path)
+    dat_io.write_json(json.loads(text), path)
     Path(log).write_text(f"wrote {path}\n")
