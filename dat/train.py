@@ -13,7 +13,8 @@ resumes from it (same step, curriculum, optimizer, EMA, RNG and data position); 
 run config (a changed hyperparameter) is kept as ``last.stale-<time>.pt`` and training starts afresh. Each new
 ``last.pt`` moves the one before to ``ckpt/last.prev.pt``: a ``last.pt`` that fails to load (truncated, a byte
 changed: every file is checked against the CRCs ``torch.save`` records) is kept as ``last.corrupt-<time>.pt`` and
-training resumes from ``last.prev.pt`` (or afresh), saying so in the log. A damaged ``--init`` fails before anything
+training resumes from ``last.prev.pt`` (or afresh), saying so in the log; a finished run deletes its
+``last.prev.pt``. A damaged ``--init`` fails before anything
 is written. Besides the rule's log (which Snakemake empties at each start), every attempt appends its log to
 ``ckpt/train.log``, headed by its time, host, pid and resume step; ``train_log.csv``'s ``time_s`` counts the
 training time of every attempt (kept in ``last.pt``). A non-finite
@@ -702,6 +703,8 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device, attempt
             return EXIT_INTERRUPTED
     save(last, resumable=True)
     save(args.model_out, resumable=False)
+    if env.is_main:  # the run is done: the fallback generation would only take disk (a 1.6 GB file at ImageNet scale)
+        previous.unlink(missing_ok=True)
     log.info("wrote %s after %d steps in %.1f s (%.1f s of training over every attempt)", args.model_out,
              trainer.step, time.time() - t0, trainer.train_time_s())
     return 0
