@@ -37,6 +37,11 @@ TABLE_INPUTS: dict[str, tuple[str, ...]] = {
     "counterfactual": ("metrics/counterfactual.json",),
 }
 
+# the table kinds whose LaTeX prints a 95% interval after each single-run number by default (the tables of one
+# column per metric); the wide ones (T x runs, OOD sets x attacks, radii x runs) keep theirs in the CSV twin. A
+# table's `intervals` key overrides it (true/false)
+INTERVAL_KINDS = ("main", "reproductions", "conditional", "calibration")
+
 # the run files the long metrics table (results/report/metrics.csv) reads: every metrics/*.json there is, and grid.json;
 # these are the ones each run of it has
 METRICS_INPUTS = (

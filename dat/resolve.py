@@ -31,8 +31,8 @@ import yaml
 from dat.config import (EVALUATION_DATASET_KEYS, SCHEMA_PATH, TrainConfig, auxiliary_block, deep_merge, load_schema,
                         training_view)
 from dat.registry import DATASET_OOD_SETS, MANUAL_DOWNLOADS, ROOTED_OOD_SETS, missing_message
-from dat.report_spec import (FIGURE_EXTENSIONS, FIGURE_GROUPS, METRICS_INPUTS, SAMPLING_KINDS, TABLE_INPUTS,
-                             chain_source, figure_stems, mixed_sources, row_label)
+from dat.report_spec import (FIGURE_EXTENSIONS, FIGURE_GROUPS, INTERVAL_KINDS, METRICS_INPUTS, SAMPLING_KINDS,
+                             TABLE_INPUTS, chain_source, figure_stems, mixed_sources, row_label)
 
 __all__ = ["ConfigError", "Resolved", "SCHEMA_PATH", "auxiliary_block", "read_yaml", "validate"]
 
@@ -137,6 +137,78 @@ class Missing:
         return f"{self.key}: {self.message}"
 
 
+def replicate_name(run: str, seed: int) -> str:
+    """The run key of seed ``seed`` of ``run`` when it is not the run's first seed: ``{run}_seed{seed}``."""
+    return f"{run}_seed{seed}"
+
+
+def expand_seeds(runs: dict[str, dict]) -> tuple[dict[str, dict], dict[str, list[tuple[int, str]]], set[str]]:
+    """One run per seed: ``runs.<run>.seeds: [s0, s1, ...]`` (issue 22, the paper's mean +- std over seeds).
+
+    The first seed keeps the run's key (so a single-seed config and the results of its first seed stay what they
+    were); every other seed ``s`` becomes the run ``{run}_seed{s}``, the same run with ``seed: s``. A replicate of
+    seed ``s`` of a run that starts from another run (``init_from: <run>``) starts from that run's seed ``s``: its
+    own replicate when it lists ``s``, the run itself when its seed is ``s``, else a training-only replicate
+    ``{init_from}_seed{s}`` made here (each seed is its own chain stage 1 -> stage 2; the training-only replicate is
+    evaluated only where a table names it). A run's first seed keeps its ``init_from`` as written.
+
+    Args:
+        runs: ``config["runs"]`` after the schema (each run has ``seed`` or ``seeds``).
+
+    Returns:
+        ``(expanded, replicates, implicit)``: every run key -> its block with ``seed`` set and no ``seeds``;
+        run key -> ``[(seed, run key), ...]`` of each run listing several seeds (its first seed first, the run
+        itself); the keys of the training-only replicates.
+
+    Raises:
+        ConfigError: a run with both or neither of ``seed`` and ``seeds``, or a replicate key that is already a run.
+    """
+    expanded: dict[str, dict] = {}
+    replicates: dict[str, list[tuple[int, str]]] = {}
+    for name, r in runs.items():
+        if ("seed" in r) == ("seeds" in r):
+            raise ConfigError(f"config: runs.{name}: give seed (one training seed) or seeds (a list), "
+                              f"{'not both' if 'seed' in r else 'one of them'}")
+        seeds = list(r["seeds"]) if "seeds" in r else [r["seed"]]
+        base = {**{k: v for k, v in r.items() if k != "seeds"}, "seed": seeds[0]}
+        expanded[name] = base
+        if len(seeds) > 1:
+            replicates[name] = [(seeds[0], name)]
+    for name in replicates:
+        for seed in list(runs[name]["seeds"])[1:]:
+            key = replicate_name(name, seed)
+            if key in runs:
+                raise ConfigError(f"config: runs.{name}.seeds: seed {seed}'s run key {key!r} is already a run")
+            expanded[key] = {**copy.deepcopy(expanded[name]), "seed": seed}
+            replicates[name].append((seed, key))
+    implicit: set[str] = set()
+
+    def seed_of(run: str, seed: int) -> str:
+        if expanded[run]["seed"] == seed:
+            return run
+        for s, key in replicates.get(run, []):
+            if s == seed:
+                return key
+        key = replicate_name(run, seed)
+        if key in runs:
+            raise ConfigError(f"config: runs.{run}: the training-only run of seed {seed} that a replicate starts "
+                              f"from would be {key!r}, which is already a run")
+        if key not in expanded:
+            expanded[key] = {**copy.deepcopy(expanded[run]), "seed": seed}
+            implicit.add(key)
+            init = expanded[key].get("init_from")
+            if isinstance(init, str) and init in runs:
+                expanded[key]["init_from"] = seed_of(init, seed)
+        return key
+
+    for name, reps in replicates.items():
+        for seed, key in reps[1:]:
+            init = expanded[key].get("init_from")
+            if isinstance(init, str) and init in runs and init != name:
+                expanded[key]["init_from"] = seed_of(init, seed)
+    return expanded, replicates, implicit
+
+
 class Resolved:
     """A validated config, checked across blocks, with every derived fact computed in one place.
 
@@ -151,7 +223,8 @@ class Resolved:
 
     def __init__(self, config: dict, check: bool = True):
         self.config = config
-        self.runs: dict[str, dict] = config["runs"]
+        # one run per seed (expand_seeds): replicate keys are runs like any other from here on
+        self.runs, self.replicates, self.training_only = expand_seeds(config["runs"])
         self.datasets: dict[str, dict] = config["datasets"]
         self._left_out: list[str] = []
         if check:
@@ -277,16 +350,31 @@ class Resolved:
     def _label(self, block: str, key: str) -> str:
         return self.config[block][key].get("label", key)
 
-    def spec_rows(self, rows: dict[str, str]) -> list[dict]:
+    def seeds(self, run: str) -> list[tuple[int, str]]:
+        """``(seed, run key)`` of every seed of ``run`` (``runs.<run>.seeds``, :func:`expand_seeds`), first seed
+        first; ``[(seed, run)]`` for a run of one seed."""
+        return list(self.replicates.get(run, [(self.runs[run]["seed"], run)]))
+
+    def spec_rows(self, rows: dict[str, str], seeds: bool = False) -> list[dict]:
         """Spec rows (:mod:`dat.report_spec`) of label -> run: the printed label says what a RATIO run was trained
-        against when it is not the paper's set (:func:`dat.report_spec.row_label`)."""
-        return [{"label": row_label(label, self._methods[run]), "run_dir": f"results/{run}"}
-                for label, run in rows.items()]
+        against when it is not the paper's set (:func:`dat.report_spec.row_label`). ``seeds=True`` (tables) adds
+        the row's ``seed``, and ``replicates`` (``[{seed, run_dir}, ...]``, first seed first) when the run lists
+        several seeds; figures draw the first seed's run."""
+        out = []
+        for label, run in rows.items():
+            row = {"label": row_label(label, self._methods[run]), "run_dir": f"results/{run}"}
+            if seeds:
+                row["seed"] = self.runs[run]["seed"]
+                if run in self.replicates:
+                    row["replicates"] = [{"seed": s, "run_dir": f"results/{key}"} for s, key in self.seeds(run)]
+            out.append(row)
+        return out
 
     def table_spec(self, name: str) -> dict:
         """results/tables/{name}.spec.json (layout: :mod:`dat.report_spec`)."""
         table = self.tables[name]
-        spec = {"kind": table["kind"], "rows": self.spec_rows(table["rows"])}
+        spec = {"kind": table["kind"], "rows": self.spec_rows(table["rows"], seeds=True),
+                "intervals": table.get("intervals", table["kind"] in INTERVAL_KINDS)}
         if table["kind"] == "main":
             spec["dataset_label"] = table.get("dataset_label", table["dataset"])
         if table["kind"] == "reproductions":
@@ -306,15 +394,16 @@ class Resolved:
     def table_files(self, name: str) -> list[str]:
         """The run files table ``name`` reads, for each of its rows (:data:`dat.report_spec.TABLE_INPUTS`)."""
         inputs = TABLE_INPUTS[self.tables[name]["kind"]]
-        return [path for run in self.tables[name]["rows"].values() for path in self.run_files(run, inputs)]
+        return [path for run in self.tables[name]["rows"].values() for _, key in self.seeds(run)
+                for path in self.run_files(key, inputs)]
 
     def metrics_files(self) -> list[str]:
         """The run files of results/report/metrics.csv (the runs of table1): every metrics JSON the `all` target
         makes for them, so that the table never depends on which evaluations happened to finish first."""
         conditional = self.kind_rows("conditional").values()
-        return [path for run in self.tables["table1"]["rows"].values()
+        return [path for base in self.tables["table1"]["rows"].values() for _, run in self.seeds(base)
                 for path in self.run_files(run, METRICS_INPUTS + ("metrics/snapshots.json",)
-                                           + (("metrics/fid_uncond.json",) if run in conditional else ()))]
+                                           + (("metrics/fid_uncond.json",) if base in conditional else ()))]
 
     # ---- figures and targets ----
     def figure_groups(self, name: str = "main") -> dict[str, dict[str, str]]:

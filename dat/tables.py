@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from dat.io import atomic_write_text, read_json
-from dat.report_spec import TABLE_INPUTS
+from dat.report_spec import INTERVAL_KINDS, TABLE_INPUTS
 
 log = logging.getLogger("dat.tables")
 
@@ -32,8 +32,34 @@ TABLE1_CSV_COLUMNS = [
     "dataset", "starts", "norm", "eps", "n_pgd", "n_floor", "is_note", "diverged_at_step", "kept_step", "checkpoint",
     "selected_step",
 ]
+# per-seed rows and the rows over seeds (issue 22): every table's CSV twin ends with these (SEED_COLUMNS), and with
+# <value>_lo, <value>_hi (a single run's 95% interval) and <value>_std (over seeds, on the mean rows) for each of
+# the kind's values (KIND_VALUES)
+SEED_COLUMNS = ["seed", "stat", "n_seeds", "seeds"]
+# table kind -> the columns that identify one printed cell group (a row of one method, or a method x T, ...)
+KIND_KEYS = {
+    "main": ["method"], "reproductions": ["origin", "dataset", "method"], "sampling": ["method", "steps"],
+    "conditional": ["method"], "ood": ["method", "ood_set", "score", "attack"], "calibration": ["method"],
+    "counterfactual": ["method", "radius"],
+}
+# table kind -> the measured values averaged over seeds (each may carry a single run's _lo/_hi interval)
+KIND_VALUES = {
+    "main": ["acc_clean", "acc_robust_autoattack", "acc_robust_pgd", "is_mean", "fid"],
+    "reproductions": ["acc_clean", "acc_robust", "fid", "is_mean"],
+    "sampling": ["fid"], "conditional": ["fid_conditional", "fid_unconditional"], "ood": ["auroc"],
+    "calibration": ["ece", "acc_clean"], "counterfactual": ["fid", "confidence"],
+}
+# table kind -> per-seed values that are not averaged: the rows over seeds list each seed's (the grid-searched T)
+KIND_EACH = {"main": ["chosen_steps"], "reproductions": [], "sampling": [], "conditional": ["steps"], "ood": [],
+             "calibration": [], "counterfactual": []}
 # which checkpoint each row measured (dat.tables.checkpoint_fields); "selection" (the record) stays out of the CSVs
 CHECKPOINT_COLUMNS = ["checkpoint", "selected_step", "selection"]
+# what a single run's bracketed interval is, per kind (the run files' interval records; docs/formats.md)
+ACC_FID_INTERVALS = ("accuracies: Wilson score interval of the binomial proportion over the test images measured "
+                     "(scipy.stats.binomtest); FID: percentile bootstrap over the generated samples "
+                     "({resamples} resamples, scipy.stats.bootstrap), reference statistics fixed")
+FID_INTERVALS = ("percentile bootstrap of the FID over the generated samples (scipy.stats.bootstrap), reference "
+                 "statistics fixed")
 SCORE_LATEX = {"energy": r"$-E(x)$", "max_softmax": r"$\max_y p(y|x)$"}
 NORM_LATEX = {"L2": r"$\ell_2$", "Linf": r"$\ell_\infty$"}
 
@@ -136,6 +162,12 @@ def table1_record(label: str, run_dir: str | os.PathLike) -> dict:
         "norm": robust.get("norm"), "eps": robust.get("eps_str", robust.get("eps")), "n_pgd": pgd.get("n_examples"),
         "n_floor": fid.get("n_floor"), "is_note": fid.get("is_note"), "starts": fid.get("starts", "noise"),
         "autoattack_version": aa.get("version"), "autoattack_package": aa.get("package"),
+        # 95% intervals of this run's numbers (docs/formats.md; missing in files of before them)
+        "acc_clean_lo": robust.get("acc_clean_lo"), "acc_clean_hi": robust.get("acc_clean_hi"),
+        "acc_robust_autoattack_lo": aa.get("acc_robust_lo"), "acc_robust_autoattack_hi": aa.get("acc_robust_hi"),
+        "acc_robust_pgd_lo": pgd.get("acc_robust_lo"), "acc_robust_pgd_hi": pgd.get("acc_robust_hi"),
+        "fid_lo": fid.get("fid_lo"), "fid_hi": fid.get("fid_hi"),
+        "fid_resamples": (fid.get("fid_interval") or {}).get("n_resamples"),
         **_diverged_fields(robust), **checkpoint_fields(robust),
     }
 
@@ -201,7 +233,7 @@ def reproductions_frame(rows: Sequence[dict], reported: Sequence[dict] = ()) -> 
 
     Args:
         rows: our runs, each ``{"label", "run_dir", "dataset", "architecture"}`` (dataset and architecture are
-            display names); their numbers come from ``metrics/robust.json`` (AutoAttack) and ``metrics/fid.json``.
+            display names; ``seed`` and ``replicates`` as in a spec row: one row per seed); their numbers come from ``metrics/robust.json`` (AutoAttack) and ``metrics/fid.json``.
         reported: cited constants from the config, each ``{"label", "source", "dataset"}`` plus any of
             ``architecture``, ``acc``, ``robust_acc`` (percent), ``threat_model`` (text), ``fid``, ``is``.
 
@@ -214,8 +246,8 @@ def reproductions_frame(rows: Sequence[dict], reported: Sequence[dict] = ()) -> 
         FileNotFoundError / KeyError: naming the run file or field that is missing.
     """
     out = []
-    for row in rows:
-        rec = table1_record(row["label"], row["run_dir"])
+    for row, seed, run_dir in ((row, seed, run_dir) for row in rows for seed, run_dir in row_replicates(row)):
+        rec = table1_record(row["label"], run_dir)
         out.append({
             "method": row["label"], "origin": "ours", "source": f"this pipeline, run {rec['run']}",
             "dataset": row.get("dataset") or rec["dataset"], "architecture": row.get("architecture"),
@@ -225,20 +257,25 @@ def reproductions_frame(rows: Sequence[dict], reported: Sequence[dict] = ()) -> 
             "n_autoattack": rec["n_autoattack"], "n_samples": rec["n_samples"],
             "diverged_at_step": rec["diverged_at_step"], "kept_step": rec["kept_step"],
             "checkpoint": rec["checkpoint"], "selected_step": rec["selected_step"], "selection": rec["selection"],
+            "seed": seed, "acc_clean_lo": rec["acc_clean_lo"], "acc_clean_hi": rec["acc_clean_hi"],
+            "acc_robust_lo": rec["acc_robust_autoattack_lo"], "acc_robust_hi": rec["acc_robust_autoattack_hi"],
+            "fid_lo": rec["fid_lo"], "fid_hi": rec["fid_hi"],
         })
     for r in reported:
         pct = lambda key: None if r.get(key) is None else float(r[key]) / 100.0  # noqa: E731
         out.append({"method": r["label"], "origin": "reported", "source": r["source"], "dataset": r["dataset"],
                     "architecture": r.get("architecture"), "acc_clean": pct("acc"), "acc_robust": pct("robust_acc"),
                     "threat_model": r.get("threat_model"), "fid": r.get("fid"), "is_mean": r.get("is")})
-    df = pd.DataFrame(out, columns=REPRODUCTIONS_CSV_COLUMNS + ["selection"])
+    df = pd.DataFrame(out, columns=REPRODUCTIONS_CSV_COLUMNS + ["selection", "seed"]
+                      + [f"{v}_{end}" for v in KIND_VALUES["reproductions"] for end in ("lo", "hi")])
     order = {d: i for i, d in enumerate(dict.fromkeys(df["dataset"]))}
     df["_d"], df["_o"] = df["dataset"].map(order), (df["origin"] != "ours").astype(int)
     return df.sort_values(["_d", "_o"], kind="stable").drop(columns=["_d", "_o"]).reset_index(drop=True)
 
 
-def reproductions_latex(df: pd.DataFrame, title: str = "Baseline reproductions") -> str:
-    """Paper Table 7 as LaTeX: our rows and the reported rows per dataset, the origin of every number stated."""
+def reproductions_latex(df: pd.DataFrame, title: str = "Baseline reproductions", intervals: bool = False) -> str:
+    """Paper Table 7 as LaTeX: our rows and the reported rows per dataset, the origin of every number stated; rows
+    over seeds print mean +- std, and ``intervals`` a single run's 95% interval (:func:`fmt_cell`)."""
     recs = df.to_dict("records")
     method_cells, notes = diverged_note([r for r in recs if r["origin"] == "ours"])
     rows, last = [], None
@@ -249,8 +286,9 @@ def reproductions_latex(df: pd.DataFrame, title: str = "Baseline reproductions")
         origin = "ours" if r["origin"] == "ours" else rf"reported: {latex_escape(r['source'])}"
         rows.append([latex_escape(r["dataset"]), method_cells.get(r["method"], latex_escape(r["method"]))
                      if r["origin"] == "ours" else latex_escape(r["method"]), origin, fmt_text(r["architecture"]),
-                     fmt_num(r["acc_clean"], scale=100), fmt_num(r["acc_robust"], scale=100),
-                     fmt_text(r["threat_model"]), fmt_num(r["fid"]), fmt_num(r["is_mean"])])
+                     fmt_cell(r, "acc_clean", 100, intervals=intervals),
+                     fmt_cell(r, "acc_robust", 100, intervals=intervals), fmt_text(r["threat_model"]),
+                     fmt_cell(r, "fid", intervals=intervals), fmt_cell(r, "is_mean")])
     ours = [r for r in recs if r["origin"] == "ours"]
     counts = (f"Our rows: clean accuracy on {same_or_each(ours, 'n_clean')} test images, AutoAttack on "
               f"{same_or_each(ours, 'n_autoattack')}, FID of {same_or_each(ours, 'n_samples')} samples, all "
@@ -264,7 +302,9 @@ def reproductions_latex(df: pd.DataFrame, title: str = "Baseline reproductions")
     )
     header = ["Dataset", "Model", "Origin", "Architecture", r"Acc (\%)", r"Robust Acc (\%)", "Threat model", "FID", "IS"]
     return latex_table(header, rows, caption=caption, label="tab:table7", align="lllll" + "r" * 2 + "l" + "rr",
-                       notes=notes + selection_notes(ours))
+                       notes=notes + selection_notes(ours) + uncertainty_notes(ours, intervals, "accuracies: Wilson "
+                                                                                 "(scipy.stats.binomtest); FID: "
+                                                                                 + FID_INTERVALS))
 
 
 def sampling_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
@@ -272,13 +312,14 @@ def sampling_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str])
     ``noise`` or the run's auxiliary OOD set), n_samples, n_ref, extractor."""
     rows = []
     for run, label, g in collect_json(run_dirs, labels, "grid.json"):
-        for steps, fid in zip(g["steps_grid"], g["fid"]):
-            rows.append({"run": run, "method": label, "steps": int(steps), "fid": fid,
+        lo, hi = (g.get(key) or [None] * len(g["fid"]) for key in ("fid_lo", "fid_hi"))
+        for steps, fid, fid_lo, fid_hi in zip(g["steps_grid"], g["fid"], lo, hi):
+            rows.append({"run": run, "method": label, "steps": int(steps), "fid": fid, "fid_lo": fid_lo, "fid_hi": fid_hi,
                          "chosen": int(steps) == int(g["chosen_steps"]), "step_size": g.get("step_size"),
                          "starts": g.get("starts", "noise"), "n_samples": g.get("n_samples"), "n_ref": g.get("n_ref"),
                          "extractor": g.get("extractor"), **checkpoint_fields(g)})
     return pd.DataFrame(rows, columns=["run", "method", "steps", "fid", "chosen", "step_size", "starts", "n_samples",
-                                       "n_ref", "extractor", *CHECKPOINT_COLUMNS])
+                                       "n_ref", "extractor", *CHECKPOINT_COLUMNS, "fid_lo", "fid_hi"])
 
 
 def starts_label(name: str) -> str:
@@ -312,10 +353,13 @@ def conditional_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[st
                 raise ValueError(f"{run_dir}/metrics/{name}: conditional is {data['conditional']}, expected {want}")
         rows.append({"run": run_name(run_dir), "method": label, "dataset": cond.get("dataset"),
                      "fid_conditional": cond["fid"], "fid_unconditional": uncond["fid"], "steps": cond.get("steps"),
+                     "fid_conditional_lo": cond.get("fid_lo"), "fid_conditional_hi": cond.get("fid_hi"),
+                     "fid_unconditional_lo": uncond.get("fid_lo"), "fid_unconditional_hi": uncond.get("fid_hi"),
                      "starts": cond.get("starts", "noise"),
                      "n_samples": cond.get("n_samples"), "n_ref": cond.get("n_ref"), "extractor": cond.get("extractor")})
     return pd.DataFrame(rows, columns=["run", "method", "dataset", "fid_conditional", "fid_unconditional", "steps",
-                                       "starts", "n_samples", "n_ref", "extractor"])
+                                       "starts", "n_samples", "n_ref", "extractor", "fid_conditional_lo",
+                                       "fid_conditional_hi", "fid_unconditional_lo", "fid_unconditional_hi"])
 
 
 def ood_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
@@ -324,29 +368,35 @@ def ood_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> p
     for run, label, o in collect_json(run_dirs, labels, "metrics/ood.json"):
         for r in o["rows"]:
             rows.append({"run": run, "method": label, "ood_set": r["ood_set"], "score": r["score"],
-                         "attack": r["attack"], "auroc": r["auroc"], "n_out": r.get("n_out"), "n_in": o.get("n_in"),
+                         "attack": r["attack"], "auroc": r["auroc"], "auroc_lo": r.get("auroc_lo"),
+                         "auroc_hi": r.get("auroc_hi"), "n_out": r.get("n_out"), "n_in": o.get("n_in"),
                          "eps_o": o.get("eps_o"), "attack_steps": o.get("steps"), **checkpoint_fields(o)})
     return pd.DataFrame(rows, columns=["run", "method", "ood_set", "score", "attack", "auroc", "n_out", "n_in", "eps_o",
-                                       "attack_steps", *CHECKPOINT_COLUMNS])
+                                       "attack_steps", *CHECKPOINT_COLUMNS, "auroc_lo", "auroc_hi"])
 
 
 def calibration_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
     """ECE per run: run, method, ece, acc_clean, n_bins, n_examples."""
     rows = [{"run": run, "method": label, "ece": c["ece"], "acc_clean": c.get("acc_clean"), "n_bins": c.get("n_bins"),
-             "n_examples": c.get("n_examples"), **checkpoint_fields(c)}
+             "n_examples": c.get("n_examples"), **checkpoint_fields(c),
+             **{f"{v}_{end}": c.get(f"{v}_{end}") for v in ("ece", "acc_clean") for end in ("lo", "hi")}}
             for run, label, c in collect_json(run_dirs, labels, "metrics/calibration.json")]
     return pd.DataFrame(rows, columns=["run", "method", "ece", "acc_clean", "n_bins", "n_examples",
-                                       *CHECKPOINT_COLUMNS])
+                                       *CHECKPOINT_COLUMNS, "ece_lo", "ece_hi", "acc_clean_lo", "acc_clean_hi"])
 
 
 def counterfactual_frame(run_dirs: Sequence[str | os.PathLike], labels: Sequence[str]) -> pd.DataFrame:
     """Counterfactual FID and target confidence per radius (long): run, method, radius, fid, confidence, n_images."""
     rows = []
     for run, label, c in collect_json(run_dirs, labels, "metrics/counterfactual.json"):
-        for radius, fid, conf in zip(c["radii"], c["fid"], c["confidence"]):
+        bounds = {key: c.get(key) or [None] * len(c["radii"])
+                  for key in ("fid_lo", "fid_hi", "confidence_lo", "confidence_hi")}
+        for i, (radius, fid, conf) in enumerate(zip(c["radii"], c["fid"], c["confidence"])):
             rows.append({"run": run, "method": label, "radius": float(radius), "fid": fid, "confidence": conf,
-                         "n_images": c.get("n_images"), **checkpoint_fields(c)})
-    return pd.DataFrame(rows, columns=["run", "method", "radius", "fid", "confidence", "n_images", *CHECKPOINT_COLUMNS])
+                         "n_images": c.get("n_images"), **checkpoint_fields(c),
+                         **{key: values[i] for key, values in bounds.items()}})
+    return pd.DataFrame(rows, columns=["run", "method", "radius", "fid", "confidence", "n_images", *CHECKPOINT_COLUMNS,
+                                       "fid_lo", "fid_hi", "confidence_lo", "confidence_hi"])
 
 
 def flatten_numeric(obj: Any, prefix: str) -> list[tuple[str, int | float]]:
@@ -391,6 +441,114 @@ def metrics_long(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "metric", "value"])
 
 
+# ------------------------------------------------------------------------------------------ seeds and intervals
+
+
+def row_replicates(row: dict) -> list[tuple[int | None, str]]:
+    """``(seed, run_dir)`` of every seed of a spec row: its ``replicates`` (a run with several seeds, first seed
+    first), or the row's own ``run_dir`` with its ``seed`` (None in specs of before seeds)."""
+    if row.get("replicates"):
+        return [(rep["seed"], rep["run_dir"]) for rep in row["replicates"]]
+    return [(row.get("seed"), row["run_dir"])]
+
+
+def expand_rows(rows: Sequence[dict]) -> tuple[list[str], list[str], dict[str, int | None]]:
+    """The run folders, their labels (a row's label repeated for each of its seeds) and run -> seed of spec rows."""
+    run_dirs, labels, seeds = [], [], {}
+    for row in rows:
+        for seed, run_dir in row_replicates(row):
+            run_dirs.append(run_dir)
+            labels.append(row["label"])
+            seeds[run_name(run_dir)] = seed
+    return run_dirs, labels, seeds
+
+
+def aggregate_seeds(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str],
+                    each: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per group of ``keys`` (a table row, or a row x T, ...) over the seeds in it (column ``seed``).
+
+    A group of one run is that run's row (its ``<value>_lo``/``_hi`` interval kept). A group of several seeds gets
+    each value's mean and its sample standard deviation over seeds (``<value>_std``, ddof = 1, pandas; the paper's
+    "mean +- std" over seeds, e.g. Table 1's 91.86 +- 0.03), no single-run interval, and for each column of
+    ``each`` (e.g. the grid-searched T, chosen by each seed for itself) its seeds' values joined by ", " when they
+    differ. Other columns are the first seed's (``run`` is the run of the first seed). Adds ``n_seeds`` and
+    ``seeds`` (e.g. ``"0, 1"``); groups keep their order of first appearance.
+
+    Raises:
+        KeyError: naming a key or value column the frame lacks.
+    """
+    for col in [*keys, *values, "seed"]:
+        if col not in df.columns:
+            raise KeyError(f"aggregate_seeds: column {col!r} missing (columns: {list(df.columns)})")
+    out = []
+    for _, group in df.groupby(list(keys), sort=False, dropna=False):
+        rec = group.iloc[0].to_dict()
+        rec["n_seeds"] = len(group)
+        rec["seeds"] = ", ".join(MISSING if is_missing(v) else str(int(v)) for v in group["seed"])
+        if len(group) > 1:
+            for v in values:
+                col = pd.to_numeric(group[v], errors="coerce")
+                rec[v] = float(col.mean()) if col.notna().all() else None
+                rec[f"{v}_std"] = float(col.std(ddof=1)) if col.notna().all() else None
+                rec[f"{v}_lo"] = rec[f"{v}_hi"] = None
+            for col in each:
+                texts = list(dict.fromkeys(fmt_int(v) if not isinstance(v, str) else v for v in group[col]))
+                rec[col] = rec[col] if len(texts) == 1 else ", ".join(fmt_int(v) for v in group[col])
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def seeds_csv(per_seed: pd.DataFrame, summary: pd.DataFrame, keys: Sequence[str], values: Sequence[str],
+              columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The CSV twin over seeds: every seed's row (``stat`` ``seed``) and, after the seeds of a group that has
+    several, their mean row (``stat`` ``mean``, with ``<value>_std``). ``columns`` (default: the per-seed frame's)
+    come first, then :data:`SEED_COLUMNS` and each value's ``_lo``, ``_hi``, ``_std``."""
+    per_seed = per_seed.assign(stat="seed", n_seeds=1, seeds=[None if is_missing(v) else str(int(v))
+                                                                for v in per_seed["seed"]])
+    means = summary[summary["n_seeds"] > 1].assign(stat="mean", seed=None)
+    tail = [c for c in SEED_COLUMNS] + [f"{v}_{end}" for v in values for end in ("lo", "hi", "std")]
+    head = [c for c in (columns if columns is not None else per_seed.columns) if c not in tail]
+    rows = []
+    for _, group in per_seed.groupby(list(keys), sort=False, dropna=False):
+        rows += group.to_dict("records")
+        key = tuple(group.iloc[0][k] for k in keys)
+        match = means[[tuple(r[k] for k in keys) == key for _, r in means.iterrows()]] if len(means) else means
+        rows += match.to_dict("records")
+    return pd.DataFrame(rows).reindex(columns=[*head, *tail])
+
+
+def fmt_cell(rec: dict, col: str, scale: float = 1.0, digits: int = 2, intervals: bool = False) -> str:
+    """A measured value: ``mean $\\pm$ std`` for a row over several seeds (:func:`aggregate_seeds`), else the
+    value, followed with ``intervals`` by its 95% interval in small type when the run file has one
+    (``<col>_lo``/``_hi``); ``--`` when missing."""
+    value = rec.get(col)
+    if is_missing(value):
+        return MISSING
+    if rec.get("n_seeds", 1) > 1:
+        return rf"{fmt_num(value, digits, scale)} $\pm$ {fmt_num(rec.get(f'{col}_std'), digits, scale)}"
+    text = fmt_num(value, digits, scale)
+    lo, hi = rec.get(f"{col}_lo"), rec.get(f"{col}_hi")
+    if intervals and not is_missing(lo) and not is_missing(hi):
+        text += rf" {{\scriptsize[{fmt_num(lo, digits, scale)}, {fmt_num(hi, digits, scale)}]}}"
+    return text
+
+
+def uncertainty_notes(recs: Sequence[dict], intervals: bool, what: str = "") -> list[str]:
+    """The table's notes on its uncertainty: which rows are a mean +- std over seeds (and that each seed chose
+    its own T), and, with ``intervals``, what the bracketed 95% intervals are (``what``: the kind's sentence)."""
+    notes = []
+    multi = [r for r in recs if r.get("n_seeds", 1) > 1]
+    if multi:
+        rows = "; ".join(f"{latex_escape(r['method'])}: seeds {r['seeds']}"
+                         for r in {r["method"]: r for r in multi}.values())
+        notes.append(rf"Rows over several seeds ({rows}): mean $\pm$ sample standard deviation over the seeds, "
+                     rf"each seed its own chain (stage 1, stage 2, grid search of $T$, evaluation), so each seed "
+                     rf"chooses its own $T$ (listed when they differ).")
+    if intervals and any(k.endswith("_lo") and not is_missing(v) for r in recs for k, v in r.items()):
+        notes.append(rf"[lo, hi]: 95\% interval of a single run{(': ' + what) if what else ''}.")
+    return notes
+
+
 # ------------------------------------------------------------------------------------------------------- LaTeX
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -418,6 +576,12 @@ def fmt_int(value: Any) -> str:
 def fmt_text(value: Any) -> str:
     """A string escaped for LaTeX, or ``--`` when missing."""
     return MISSING if is_missing(value) else latex_escape(value)
+
+
+def fmt_each(value: Any) -> str:
+    """A per-seed count of a row over seeds (:func:`aggregate_seeds`: ``"60, 100"`` when the seeds differ) as it
+    is, any other as :func:`fmt_int`."""
+    return value if isinstance(value, str) else fmt_int(value)
 
 
 def fmt_g(value: Any) -> str:
@@ -484,12 +648,13 @@ def _runs_sentence(records: Sequence[dict]) -> str:
     return "Runs: " + ", ".join(rf"{latex_escape(m)} (\texttt{{{latex_escape(r)}}})" for m, r in seen) + "."
 
 
-def table1_latex(df: pd.DataFrame, dataset_label: str) -> str:
+def table1_latex(df: pd.DataFrame, dataset_label: str, intervals: bool = False) -> str:
     """Paper Table 1: Method, Acc (%), Robust Acc (%) (AutoAttack), IS, FID and the chosen T.
 
     Args:
-        df: the output of :func:`table1_frame`.
+        df: the output of :func:`table1_frame`, or its rows over seeds (:func:`aggregate_seeds`: mean +- std).
         dataset_label: dataset name for the caption (escaped here).
+        intervals: print each single run's 95% interval after its accuracies and FID (Wilson, bootstrap).
 
     Returns:
         LaTeX source; IS prints ``n/a`` when ``is_mean`` is null and a note quotes ``is_note``.
@@ -503,10 +668,10 @@ def table1_latex(df: pd.DataFrame, dataset_label: str) -> str:
             note = r.get("is_note")
             is_notes.append(latex_escape(note) if not is_missing(note) else "no Inception Score was reported")
         else:
-            is_cell = fmt_num(r["is_mean"])
-        rows.append([method_cells[r["method"]], fmt_num(r["acc_clean"], scale=100),
-                     fmt_num(r["acc_robust_autoattack"], scale=100), is_cell, fmt_num(r["fid"]),
-                     fmt_int(r["chosen_steps"])])
+            is_cell = fmt_cell(r, "is_mean")
+        rows.append([method_cells[r["method"]], fmt_cell(r, "acc_clean", 100, intervals=intervals),
+                     fmt_cell(r, "acc_robust_autoattack", 100, intervals=intervals), is_cell,
+                     fmt_cell(r, "fid", intervals=intervals), fmt_each(r["chosen_steps"])])
     norms = {str(r.get("norm")) for r in recs}
     norm = NORM_LATEX.get(next(iter(norms)), latex_escape(next(iter(norms)))) if len(norms) == 1 else "mixed"
     aa = same_or_each(recs, "autoattack_version", fmt=fmt_text)
@@ -524,7 +689,9 @@ def table1_latex(df: pd.DataFrame, dataset_label: str) -> str:
         f"$T$: sampling steps chosen by the FID grid search. Chains start from {starts_text(recs)}. "
         f"{_runs_sentence(recs)}"
     )
-    notes = div_notes + selection_notes(recs) + [f"IS n/a: ``{n}''" for n in dict.fromkeys(is_notes)]
+    notes = (div_notes + selection_notes(recs) + [f"IS n/a: ``{n}''" for n in dict.fromkeys(is_notes)]
+             + uncertainty_notes(recs, intervals, ACC_FID_INTERVALS.format(
+                 resamples=same_or_each(recs, "fid_resamples"))))
     header = ["Method", r"Acc (\%)", r"Robust Acc (\%)", "IS", "FID", "$T$"]
     return latex_table(header, rows, caption=caption, label="tab:table1", notes=notes)
 
@@ -539,9 +706,14 @@ def _first_rows(df: pd.DataFrame) -> list[dict]:
     return df.drop_duplicates(["run", "method"]).to_dict("records")
 
 
-def sampling_latex(df: pd.DataFrame) -> str:
-    """Grid search of T (paper Table 8 analogue): FID per T and run, the chosen T in bold, step size below."""
+def sampling_latex(df: pd.DataFrame, intervals: bool = False, chosen_each: dict | None = None) -> str:
+    """Grid search of T (paper Table 8 analogue): FID per T and run, the chosen T in bold, step size below.
+
+    ``df`` is :func:`sampling_frame`'s, or its rows over seeds (mean +- std per T; bold where every seed chose that
+    T); ``chosen_each``: method -> the T each seed chose (``"60, 100"``), for rows over seeds."""
     runs, recs = _runs(df), _first_rows(df)
+    cells_of = {(r["run"], r["method"], r["steps"]): fmt_cell(r, "fid", intervals=intervals)
+                for r in df.to_dict("records")}
     wide = df.pivot(index="steps", columns=["run", "method"], values=["fid", "chosen"])
     fid, chosen = wide["fid"].reindex(columns=runs), wide["chosen"].reindex(columns=runs)
     rows = []
@@ -551,11 +723,12 @@ def sampling_latex(df: pd.DataFrame) -> str:
             if is_missing(chosen.at[steps, run]):  # no such T in this run's grid
                 cells.append(MISSING)
             else:
-                text = fmt_num(fid.at[steps, run])
+                text = cells_of[(*run, steps)]
                 cells.append(rf"\textbf{{{text}}}" if bool(chosen.at[steps, run]) else text)
         rows.append(cells)
     chosen_steps = df[df["chosen"]].groupby(["run", "method"], sort=False)["steps"].first()
-    rows += ["midrule", ["chosen $T$"] + [fmt_int(chosen_steps.get(run)) for run in runs],
+    chosen_each = chosen_each or {}
+    rows += ["midrule", ["chosen $T$"] + [chosen_each.get(run[1]) or fmt_int(chosen_steps.get(run)) for run in runs],
              [r"step size $\eta$"] + [fmt_g(r["step_size"]) for r in recs],
              ["chain starts"] + [latex_escape(starts_label(r["starts"])) for r in recs]]
     caption = (
@@ -566,14 +739,16 @@ def sampling_latex(df: pd.DataFrame) -> str:
         f"from (paper Table 8's OOD data source). {_runs_sentence(recs)}"
     )
     header = ["$T$"] + [latex_escape(m) for _, m in runs]
-    return latex_table(header, rows, caption=caption, label="tab:sampling", notes=selection_notes(recs))
+    return latex_table(header, rows, caption=caption, label="tab:sampling",
+                       notes=selection_notes(recs) + uncertainty_notes(df.to_dict("records"), intervals, FID_INTERVALS))
 
 
-def conditional_latex(df: pd.DataFrame) -> str:
-    """Paper Table 9: FID of conditional (ascent on f(x)[y]) and unconditional (ascent on logsumexp f(x)) samples."""
+def conditional_latex(df: pd.DataFrame, intervals: bool = False) -> str:
+    """Paper Table 9: FID of conditional (ascent on f(x)[y]) and unconditional (ascent on logsumexp f(x)) samples;
+    rows over seeds print mean +- std (:func:`fmt_cell`)."""
     recs = df.to_dict("records")
-    rows = [[latex_escape(r["method"]), fmt_text(r["dataset"]), fmt_num(r["fid_conditional"]),
-             fmt_num(r["fid_unconditional"]), fmt_int(r["steps"])] for r in recs]
+    rows = [[latex_escape(r["method"]), fmt_text(r["dataset"]), fmt_cell(r, "fid_conditional", intervals=intervals),
+             fmt_cell(r, "fid_unconditional", intervals=intervals), fmt_each(r["steps"])] for r in recs]
     caption = (
         f"Conditional vs unconditional generation: FID of {same_or_each(recs, 'n_samples')} samples against "
         f"{same_or_each(recs, 'n_ref')} reference training images (extractor "
@@ -581,18 +756,20 @@ def conditional_latex(df: pd.DataFrame) -> str:
         f"of the conditional grid search (paper Table 9). {_runs_sentence(recs)}"
     )
     header = ["Method", "Dataset", "FID cond.", "FID uncond.", "$T$"]
-    return latex_table(header, rows, caption=caption, label="tab:conditional", align="llrrr")
+    return latex_table(header, rows, caption=caption, label="tab:conditional", align="llrrr",
+                       notes=uncertainty_notes(recs, intervals, FID_INTERVALS))
 
 
-def ood_latex(df: pd.DataFrame) -> str:
+def ood_latex(df: pd.DataFrame, intervals: bool = False) -> str:
     """OOD AUROC in percent (paper Tables 10-12 analogue): rows method x score, columns OOD set x clean/adversarial."""
     sets, recs = list(dict.fromkeys(df["ood_set"])), _first_rows(df)
     columns = [(s, attack) for s in sets for attack in ("clean", "adversarial")]
-    wide = df.pivot(index=["run", "method", "score"], columns=["ood_set", "attack"], values="auroc")
-    wide = wide.reindex(index=list(dict.fromkeys(zip(df["run"], df["method"], df["score"]))), columns=columns)
+    cells = {(r["run"], r["method"], r["score"], r["ood_set"], r["attack"]): fmt_cell(r, "auroc", 100,
+                                                                                   intervals=intervals)
+             for r in df.to_dict("records")}
     rows = [[latex_escape(method), SCORE_LATEX.get(score, latex_escape(score))]
-            + [fmt_num(value, scale=100) for value in values]
-            for (_, method, score), values in zip(wide.index, wide.to_numpy())]
+            + [cells.get((run, method, score, *column), MISSING) for column in columns]
+            for run, method, score in dict.fromkeys(zip(df["run"], df["method"], df["score"]))]
     steps = (f" ({same_or_each(recs, 'attack_steps')} steps)"
              if any(not is_missing(r.get("attack_steps")) for r in recs) else "")
     n_out = df.drop_duplicates("ood_set").set_index("ood_set")["n_out"]
@@ -607,29 +784,36 @@ def ood_latex(df: pd.DataFrame) -> str:
     header = ["Method", "Score"] + ["Clean", "Adv."] * len(sets)
     group = [("", 2)] + [(latex_escape(s), 2) for s in sets]
     return latex_table(header, rows, caption=caption, label="tab:ood", group_header=group,
-                       notes=selection_notes(recs))
+                       notes=selection_notes(recs) + uncertainty_notes(
+                           df.to_dict("records"), intervals, "percentile bootstrap of the AUROC, in- and "
+                           "out-distribution images resampled separately (scipy.stats.bootstrap)"))
 
 
-def calibration_latex(df: pd.DataFrame) -> str:
-    """Expected calibration error per run (paper Figure 3 / App. A.5 numbers), in percent."""
+def calibration_latex(df: pd.DataFrame, intervals: bool = False) -> str:
+    """Expected calibration error per run (paper Figure 3 / App. A.5 numbers), in percent; rows over seeds print
+    mean +- std, ``intervals`` a single run's 95% interval (:func:`fmt_cell`)."""
     recs = df.to_dict("records")
-    rows = [[latex_escape(r["method"]), fmt_num(r["ece"], scale=100), fmt_num(r["acc_clean"], scale=100)] for r in recs]
+    rows = [[latex_escape(r["method"]), fmt_cell(r, "ece", 100, intervals=intervals),
+             fmt_cell(r, "acc_clean", 100, intervals=intervals)] for r in recs]
     caption = (
         f"Expected calibration error (ECE) over {same_or_each(recs, 'n_bins')} equal-width confidence bins on "
         f"{same_or_each(recs, 'n_examples')} clean test images, no temperature scaling. {_runs_sentence(recs)}"
     )
     return latex_table(["Method", r"ECE (\%)", r"Acc (\%)"], rows, caption=caption, label="tab:calibration",
-                       notes=selection_notes(recs))
+                       notes=selection_notes(recs) + uncertainty_notes(
+                           recs, intervals, "ECE: percentile bootstrap over the test images (scipy.stats.bootstrap); "
+                           "accuracy: Wilson (scipy.stats.binomtest)"))
 
 
-def counterfactual_latex(df: pd.DataFrame) -> str:
+def counterfactual_latex(df: pd.DataFrame, intervals: bool = False) -> str:
     """Counterfactual FID and mean target confidence (%) per $\\ell_2$ radius and run (paper Figure 1 numbers)."""
     runs, recs = _runs(df), _first_rows(df)
-    wide = df.pivot(index="radius", columns=["run", "method"], values=["fid", "confidence"])
-    fid, conf = wide["fid"].reindex(columns=runs), wide["confidence"].reindex(columns=runs)
-    rows = [[fmt_g(radius)] + [cell for run in runs
-                               for cell in (fmt_num(fid.at[radius, run]), fmt_num(conf.at[radius, run], scale=100))]
-            for radius in fid.index]
+    by = {(r["run"], r["method"], r["radius"]): r for r in df.to_dict("records")}
+    rows = [[fmt_g(radius)] + [cell for run in runs for cell in (
+                fmt_cell(by[(*run, radius)], "fid", intervals=intervals) if (*run, radius) in by else MISSING,
+                fmt_cell(by[(*run, radius)], "confidence", 100, intervals=intervals) if (*run, radius) in by
+                else MISSING)]
+            for radius in sorted(dict.fromkeys(df["radius"]))]
     caption = (
         f"Counterfactuals of {same_or_each(recs, 'n_images')} training images towards a random other class by "
         f"targeted $\\ell_2$ PGD of radius $\\varepsilon$: FID averaged over target classes (against real training "
@@ -638,7 +822,8 @@ def counterfactual_latex(df: pd.DataFrame) -> str:
     header = [r"$\varepsilon$"] + ["FID", r"Conf. (\%)"] * len(runs)
     group = [("", 1)] + [(latex_escape(m), 2) for _, m in runs]
     return latex_table(header, rows, caption=caption, label="tab:counterfactual", group_header=group,
-                       notes=selection_notes(recs))
+                       notes=selection_notes(recs) + uncertainty_notes(df.to_dict("records"), intervals,
+                                                                      FID_INTERVALS + ", within each class"))
 
 
 # ----------------------------------------------------------------------------------------------------- drivers
@@ -674,22 +859,38 @@ def build_table(spec: dict) -> tuple[pd.DataFrame, str]:
     kind, rows = spec.get("kind", "main"), spec.get("rows", [])
     if kind not in TABLE_INPUTS:
         raise ValueError(f"table kind {kind!r} is not one of {sorted(TABLE_INPUTS)}")
+    intervals = bool(spec.get("intervals", kind in INTERVAL_KINDS))
+    keys, values, each = KIND_KEYS[kind], KIND_VALUES[kind], KIND_EACH[kind]
     if kind == "reproductions":
         df = reproductions_frame(rows, spec.get("reported", []))
-        return df[REPRODUCTIONS_CSV_COLUMNS], reproductions_latex(df, spec.get("title") or "Baseline reproductions")
+        summary = aggregate_seeds(df, keys, values, each)
+        return (seeds_csv(df, summary, keys, values, REPRODUCTIONS_CSV_COLUMNS),
+                reproductions_latex(summary, spec.get("title") or "Baseline reproductions", intervals))
     if not rows:
         raise ValueError(f"{kind} table: the spec has no rows")
+    run_dirs, labels, seeds = expand_rows(rows)
     if kind == "main":
-        df = table1_frame([(row["label"], row["run_dir"]) for row in rows])
+        df = table1_frame(list(zip(labels, run_dirs)))
+        df["seed"] = df["run"].map(seeds)
+        summary = aggregate_seeds(df, keys, values, each)
         label = spec.get("dataset_label")
-        return df[TABLE1_CSV_COLUMNS], table1_latex(df, str(df["dataset"].iloc[0]) if label is None else label)
+        return (seeds_csv(df, summary, keys, values, TABLE1_CSV_COLUMNS),
+                table1_latex(summary, str(df["dataset"].iloc[0]) if label is None else label, intervals))
     frame, latex = RUN_TABLES[kind]
-    run_dirs = [row["run_dir"] for row in rows]
-    df = frame(run_dirs, [row["label"] for row in rows])
+    df = frame(run_dirs, labels)
     if df.empty:
         raise ValueError(f"{kind} table: no run has {' and '.join(TABLE_INPUTS[kind])} "
                          f"({', '.join(map(str, run_dirs))})")
-    return df.drop(columns="selection", errors="ignore"), latex(df)
+    df["seed"] = df["run"].map(seeds)
+    summary = aggregate_seeds(df, keys, values, each)
+    extra = {}
+    if kind == "sampling":  # bold only where every seed chose that T; the chosen-T row lists each seed's
+        summary["chosen"] = [bool(g["chosen"].all()) for _, g in df.groupby(keys, sort=False, dropna=False)]
+        chosen = df[df["chosen"].astype(bool)]
+        extra["chosen_each"] = {m: ", ".join(fmt_int(t) for t in g["steps"]) for m, g in chosen.groupby("method")
+                                if len(g) > 1}
+    csv = seeds_csv(df.drop(columns="selection", errors="ignore"), summary, keys, values)
+    return csv, latex(summary, intervals=intervals, **extra)
 
 
 def write_table(spec: dict, out_tex: str | os.PathLike, out_csv: str | os.PathLike) -> pd.DataFrame:

@@ -226,7 +226,8 @@ def test_table7_plans_baselines_reported_numbers_and_a_published_checkpoint(tmp_
     out = snakemake(*args).stdout
     snakemake("--configfile", str(cfg), "--directory", str(tmp_path), "--cores", "1", "results/tables/table1.spec.json")
     table1 = json.loads((tmp_path / "results/tables/table1.spec.json").read_text())
-    assert table1["rows"][-1] == {"label": "RATIO (official checkpoint)", "run_dir": "results/cifar10_ratio_official"}
+    assert table1["rows"][-1] == {"label": "RATIO (official checkpoint)", "run_dir": "results/cifar10_ratio_official",
+                                  "seed": 0}
     for run in ("cifar10_ratio", "cifar10_jem", "cifar10_ebjdat", "cifar100_ratio", "cifar10_ratio_official"):
         assert f"results/{run}/metrics/robust.json" in out and f"results/{run}/metrics/fid.json" in out
     assert "--init-format robustbench" in out
@@ -237,7 +238,7 @@ def test_table7_plans_baselines_reported_numbers_and_a_published_checkpoint(tmp_
     spec = json.loads((tmp_path / "results/tables/table7.spec.json").read_text())
     assert spec["kind"] == "reproductions"
     assert {"label": "RATIO (official checkpoint)", "run_dir": "results/cifar10_ratio_official",
-            "dataset": "CIFAR-10", "architecture": "WRN-34-10"} in spec["rows"]
+            "dataset": "CIFAR-10", "architecture": "WRN-34-10", "seed": 0} in spec["rows"]
     reported = {(r["label"], r["dataset"]): (r.get("acc"), r.get("robust_acc")) for r in spec["reported"]}
     assert reported[("RATIO", "CIFAR-10")] == (91.08, 73.27) and reported[("RATIO", "CIFAR-100")] == (69.17, 45.55)
     # another table's declaration leaves the spec (and so the table) alone; the table's own declaration rewrites it
@@ -287,9 +288,10 @@ def test_a_config_file_with_a_key_given_twice_fails_before_planning(tmp_path):
     text = (REPO / "config/smoke.yaml").read_text().replace("rows: {Standard AT: fmnist_at",
                                                             "rows: {DAT: fmnist_at, Standard AT: fmnist_at", 1)
     (tmp_path / "dup.yaml").write_text(text)
+    line = 1 + text[:text.index("rows: {DAT: fmnist_at")].count("\n")
     proc = snakemake("-n", "--configfile", str(tmp_path / "dup.yaml"), "--directory", str(tmp_path), "--cores", "1",
                      "all", check=False)
-    assert proc.returncode != 0 and "dup.yaml:151: key 'DAT' is given twice" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"dup.yaml:{line}: key 'DAT' is given twice" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
 
 

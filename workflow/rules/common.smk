@@ -64,7 +64,7 @@ shell.prefix(JOB_PREFIX + CPU_KERNEL_ENV[config["cpu_kernels"]])
 
 
 wildcard_constraints:
-    run="|".join(config["runs"]),
+    run="|".join(R.runs),
     table="|".join(R.tables),
     dataset="|".join(config["datasets"]),
     source="[a-z0-9_]+",

@@ -70,7 +70,11 @@ rule make_metrics_csv:
     conda:
         ENV
     params:
-        runs=" ".join(f"results/{run}" for run in R.table_rows("table1").values()),
+        runs=" ".join(
+            f"results/{key}"
+            for run in R.table_rows("table1").values()
+            for _, key in R.seeds(run)
+        ),
     shell:
         "python -m dat.report metrics --runs {params.runs} --out {output.csv} > {log} 2>&1"
 

@@ -80,7 +80,7 @@ rule prepare_aux_ood:
     params:
         name=lambda wildcards: shlex.quote(R.aux_block(wildcards.run)["ood_set"]),
         n=lambda wildcards: R.aux_block(wildcards.run)["ood_images"],
-        seed=lambda wildcards: config["runs"][wildcards.run]["seed"],
+        seed=lambda wildcards: R.runs[wildcards.run]["seed"],
         root=lambda wildcards: ood_root_arg(
             dataset_of(wildcards.run), R.aux_block(wildcards.run)["ood_set"]
         ),
