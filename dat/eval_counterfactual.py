@@ -1,6 +1,6 @@
 """CLI: counterfactual FID and target confidence against the L2 radius (paper Sec. 4.4, Figure 1).
 
-For ``evaluate.counterfactual.n_images`` training images (a seeded random subset), the target is
+For ``evaluate.counterfactual.n_images`` training images (a seeded random subset; null: all of them), the target is
 t = (y + randint(1, K)) mod K, never the true class. For each radius eps, targeted L2 PGD ascends f(x')[t]
 inside the eps-ball (``dat.attacks.target_logit_attack``; ``steps`` steps of ``step_size_factor * eps /
 steps``). For each target class c, FID between the counterfactuals with target c and the reference features

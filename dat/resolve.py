@@ -244,6 +244,11 @@ class Resolved:
         """The sampling block of ``dataset``: the global one deep-merged with the dataset's ``sampling`` keys."""
         return deep_merge(self.config["sampling"], self.datasets[dataset].get("sampling"))
 
+    def run_sampling(self, run: str) -> dict:
+        """The sampling block of a run: its dataset's, with the run's ``sampling_overrides`` (steps_grid) merged."""
+        r = self.runs[run]
+        return deep_merge(self.sampling(r["dataset"]), r.get("sampling_overrides"))
+
     def evaluate(self, dataset: str) -> dict:
         """The evaluate block of ``dataset``: the global one deep-merged with the dataset's ``evaluate`` keys."""
         return deep_merge(self.config["evaluate"], self.datasets[dataset].get("evaluate"))
@@ -297,7 +302,7 @@ class Resolved:
             "dataset": self.dataset_cfg(r["dataset"]),
             "model": {k: v for k, v in self.config["models"][r["model"]].items() if k != "label"},
             "train": self.method_block(run),
-            "sampling": self.sampling(r["dataset"]),
+            "sampling": self.run_sampling(run),
             "evaluate": self.evaluate(r["dataset"]),
         }
 
