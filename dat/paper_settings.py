@@ -50,9 +50,12 @@ def run_settings(resolved, run: str) -> dict:
     for view in VIEWS:
         out.update(_flat(cfg[view] or {}, f"{view}."))
     out["run.method"], out["run.seed"] = cfg["method"], cfg["seed"]
-    for key, value in resolved.runs[run].items():  # any other run-level key (e.g. seeds), overrides excepted
-        if key not in ("dataset", "model", "method", "seed", "init_from", "train_overrides", "sampling_overrides"):
+    for key, value in resolved.config["runs"][run].items():  # any other run-level key, overrides excepted
+        if key not in ("dataset", "model", "method", "seed", "seeds", "init_from", "train_overrides",
+                       "sampling_overrides"):
             out[f"run.{key}"] = value
+    if run in resolved.replicates:  # the seeds of a run with several (its first seed is run.seed)
+        out["run.seeds"] = [seed for seed, _ in resolved.seeds(run)]
     init = cfg["init_from"]
     if isinstance(init, dict):
         out.update(_flat(init, "run.init_from."))
@@ -102,7 +105,10 @@ def check(resolved, ledger: dict) -> list[str]:
     """One line per disagreement: a resolved value that differs from the ledger, a key of a run that the ledger
     does not cover, and a (non-pending) ledger entry that applies to no run's key."""
     problems, used = [], set()
-    for run, r in resolved.runs.items():
+    # the runs of the config; the other seeds of a run with several (Resolved.replicates) share its settings but
+    # seed and init_from (tests/test_seeds.py), and the ledger lists the run's seeds
+    for run in resolved.config["runs"]:
+        r = resolved.runs[run]
         for key, value in sorted(run_settings(resolved, run).items()):
             try:
                 entry = entry_for(ledger, run, r, key)
