@@ -87,6 +87,7 @@ _SCHEMA_BLOCKS = {
     "OODEvalConfig": ("properties", "evaluate", "properties", "ood"),
     "ECEConfig": ("properties", "evaluate", "properties", "ece"),
     "CounterfactualConfig": ("properties", "evaluate", "properties", "counterfactual"),
+    "IntervalConfig": ("properties", "evaluate", "properties", "intervals"),
 }
 
 
@@ -569,6 +570,16 @@ class CounterfactualConfig:
 
 
 @dataclass(frozen=True)
+class IntervalConfig:
+    """Intervals of the single-run numbers: confidence ``level`` of every interval; ``n_resamples`` bootstrap
+    resamples drawn from ``numpy.random.default_rng(seed)``, a fresh Generator per interval."""
+
+    level: float = _d("IntervalConfig", "level")
+    n_resamples: int = _d("IntervalConfig", "n_resamples")
+    seed: int = _d("IntervalConfig", "seed")
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """What every evaluation of a run measures: its ``weights`` (ema or raw) of the ``checkpoint`` (final, or the
     best-FID weight snapshot), ``batch_size`` images at once, ``n_clean`` test images (None: all) for clean accuracy
@@ -585,6 +596,7 @@ class EvaluateConfig:
     ood: OODEvalConfig = field(default_factory=OODEvalConfig)
     ece: ECEConfig = field(default_factory=ECEConfig)
     counterfactual: CounterfactualConfig = field(default_factory=CounterfactualConfig)
+    intervals: IntervalConfig = field(default_factory=IntervalConfig)
 
     def __post_init__(self) -> None:
         _check_name(self.weights, WEIGHTS, "evaluate.weights")
@@ -665,6 +677,7 @@ _NESTED = {
     ("EvaluateConfig", "ood"): OODEvalConfig,
     ("EvaluateConfig", "ece"): ECEConfig,
     ("EvaluateConfig", "counterfactual"): CounterfactualConfig,
+    ("EvaluateConfig", "intervals"): IntervalConfig,
     ("FIDConfig", "inception_score"): InceptionScoreConfig,
     ("RunConfig", "dataset"): DatasetConfig,
     ("RunConfig", "train"): TrainConfig,

@@ -6,7 +6,8 @@ Adversarial OOD: each OOD image is moved by L2 PGD inside a ball of radius ``ood
 ``evaluate.ood.steps`` steps of ``step_size_factor * ood_eps / steps``, so the attack reaches the ball's boundary at
 every radius) to *raise* its score -- for ``energy`` ascent on logsumexp f(x), for ``max_softmax`` ascent on the cross-entropy
 to the uniform distribution (i.e. confidence) -- and the AUROC is recomputed against the clean in-distribution
-scores. A robust detector keeps its AUROC under this attack.
+scores. A robust detector keeps its AUROC under this attack. Each AUROC has a percentile bootstrap interval
+(``evaluate.intervals``), the in-distribution and the OOD scores resampled independently.
 
 Example::
 
@@ -30,7 +31,7 @@ from dat.checkpoint import checkpoint_record
 from dat.cli import add_machine_arguments, add_run_arguments, command_parser, load_run_model, start
 from dat.data import open_images, to_tensor
 from dat.io import progress, provenance, write_json
-from dat.metrics import auroc
+from dat.metrics import auroc, auroc_interval
 from dat.models import device_of, energy, predict_logits
 
 log = logging.getLogger("dat.eval_ood")
@@ -95,6 +96,7 @@ def main(argv=None) -> int:
     eps_o = float(ds.ood_eps)
     step_size = pgd_step_size(eps_o, o.steps, o.step_size_factor)
     bs = ev.batch_size
+    iv = ev.intervals
     t0 = time.time()
     x_in = to_tensor(open_images(args.data, labels=False)[0][: o.n_in])
     s_in = {name: scores(model, x_in, name, bs) for name in SCORES}
@@ -106,11 +108,15 @@ def main(argv=None) -> int:
             clean = scores(model, x_out, score, bs)
             adv = adversarial_scores(model, x_out, score, eps=eps_o, step_size=step_size, steps=o.steps, batch_size=bs)
             for attack, s_out in (("clean", clean), ("adversarial", adv)):
+                lo, hi = auroc_interval(s_in[score], s_out, rng=np.random.default_rng(iv.seed), level=iv.level,
+                                        n_resamples=iv.n_resamples)
                 rows.append({"ood_set": name, "n_out": int(len(x_out)), "score": score, "attack": attack,
-                             "auroc": auroc(s_in[score], s_out)})
+                             "auroc": auroc(s_in[score], s_out), "auroc_lo": lo, "auroc_hi": hi})
                 log.info("%s %s %s AUROC %.4f", name, score, attack, rows[-1]["auroc"])
     write_json({"run": run.run, "dataset": ds.name, "n_in": int(len(x_in)), "eps_o": eps_o, "steps": o.steps,
-                "step_size_factor": o.step_size_factor, "step_size": step_size, "rows": rows, "seed": run.seed,
+                "step_size_factor": o.step_size_factor, "step_size": step_size, "rows": rows,
+                "interval": {"method": "percentile bootstrap, in-distribution and OOD scores resampled independently",
+                             "level": iv.level, "n_resamples": iv.n_resamples, "seed": iv.seed}, "seed": run.seed,
                 "checkpoint": checkpoint_record(args.model, ckpt, ev.weights), "time_s": round(time.time() - t0, 2),
                 **provenance()}, args.out)
     return 0

@@ -27,6 +27,7 @@ from dat.checkpoint import checkpoint_record
 from dat.cli import add_machine_arguments, add_run_arguments, command_parser, load_run_model, start
 from dat.data import open_images, take, to_tensor
 from dat.io import provenance, write_json
+from dat.metrics import wilson_fields
 from dat.models import device_of, predict_logits
 
 log = logging.getLogger("dat.eval_robust")
@@ -55,7 +56,8 @@ def autoattack_accuracy(model, x, y, *, eps, norm, version, batch_size, seed) ->
 
     Returns:
         ``version``, ``package``, ``n_examples``, ``acc_clean``, ``acc_robust`` (fractions in [0, 1]),
-        ``max_perturbation`` (pixel units), ``n_target_classes`` {apgd-t, fab-t} (those of the attacks run),
+        ``n_correct_clean``, ``n_correct_robust`` (their integer counts), ``max_perturbation`` (pixel units),
+        ``n_target_classes`` {apgd-t, fab-t} (those of the attacks run),
         ``warnings`` and ``log`` (AutoAttack's lines).
     """
     from pyautoattack import AutoAttack
@@ -77,12 +79,14 @@ def autoattack_accuracy(model, x, y, *, eps, norm, version, batch_size, seed) ->
             x_adv = x_adv.cpu()
     finally:
         aa_logger.removeHandler(handler)
-    acc_clean = float((predict_logits(model, x, batch_size).argmax(1) == y).float().mean())
-    acc_robust = float((predict_logits(model, x_adv, batch_size).argmax(1) == y).float().mean())
+    correct_clean = predict_logits(model, x, batch_size).argmax(1) == y
+    correct_robust = predict_logits(model, x_adv, batch_size).argmax(1) == y
+    acc_clean, acc_robust = float(correct_clean.float().mean()), float(correct_robust.float().mean())
     delta = (x_adv - x).flatten(1)
     return {
         "version": version, "package": f"pyautoattack {metadata.version('pyautoattack')}", "n_examples": int(len(x)),
-        "acc_clean": acc_clean, "acc_robust": acc_robust,
+        "acc_clean": acc_clean, "acc_robust": acc_robust, "n_correct_clean": int(correct_clean.sum()),
+        "n_correct_robust": int(correct_robust.sum()),
         "max_perturbation": float(delta.norm(dim=1).max() if norm == "L2" else delta.abs().max()),
         "n_target_classes": targets, "warnings": [str(w.message) for w in caught], "log": handler.lines,
     }
@@ -118,7 +122,8 @@ def main(argv=None) -> int:
     n_clean = min(ev.n_clean or len(y_all), len(y_all))
     # clean accuracy converts images batch by batch (a full ImageNet test set does not fit in memory as floats)
     logits = predict_logits(model, take(images, slice(0, n_clean)), bs, convert=to_tensor)
-    acc_clean = float(logits.argmax(1).eq(y_all[:n_clean]).float().mean())
+    correct_clean = logits.argmax(1).eq(y_all[:n_clean])
+    acc_clean = float(correct_clean.float().mean())
     log.info("clean accuracy %.4f on %d test images", acc_clean, n_clean)
     p = ev.pgd
     n_pgd = min(p.n_examples or len(y_all), len(y_all))
@@ -136,12 +141,18 @@ def main(argv=None) -> int:
     log.info("AutoAttack (%s) robust accuracy %.4f on %d", a.version, aa["acc_robust"], n_aa)
     # our PGD on exactly the AutoAttack examples: AutoAttack, the stronger attack, should not be above it
     aa["acc_robust_pgd_same_examples"] = int(correct[:n_aa].sum()) / n_aa
+    # Wilson intervals from the integer counts of correctly classified examples
+    level = ev.intervals.level
+    aa.update(wilson_fields("acc_robust", aa.pop("n_correct_robust"), n_aa, level),
+              **wilson_fields("acc_clean", aa.pop("n_correct_clean"), n_aa, level))
     write_json({
         "run": run.run, "dataset": run.dataset.name, "norm": norm, "eps": eps,
         "eps_str": tm.eps_str, "n_clean": n_clean, "acc_clean": acc_clean,
+        **wilson_fields("acc_clean", int(correct_clean.sum()), n_clean, level),
         "pgd": {"steps": p.steps, "step_size": step_size, "restarts": 0, "n_examples": n_pgd, "acc_robust": acc_pgd,
-                "max_perturbation": max_pert},
+                "max_perturbation": max_pert, **wilson_fields("acc_robust", int(correct[:n_pgd].sum()), n_pgd, level)},
         "autoattack": aa, "weights": ev.weights, "checkpoint": checkpoint_record(args.model, ckpt, ev.weights),
+        "interval": {"method": "wilson", "level": level},
         "seed": run.seed, "time_s": round(time.time() - t0, 2), **provenance(),
     }, args.out)
     return 0

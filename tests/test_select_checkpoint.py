@@ -97,7 +97,12 @@ def test_select_checkpoint_writes_the_chosen_weights_and_its_record(snapshot_run
     assert eval_calibration.main(["--config", str(run_dir / "run.json"), "--model", str(out), "--data",
                                   str(run_dir / "test.npz"), "--out", str(run_dir / "metrics/calibration.json"),
                                   "--threads", "1", "--device", "cpu"]) == 0
-    block = json.loads((run_dir / "metrics/calibration.json").read_text())["checkpoint"]
+    calibration = json.loads((run_dir / "metrics/calibration.json").read_text())
+    block = calibration["checkpoint"]
+    # the intervals (issue 22): bootstrap of the ECE, Wilson of the clean accuracy, around their values
+    assert calibration["ece_lo"] <= calibration["ece"] <= calibration["ece_hi"]
+    assert calibration["acc_clean_lo"] <= calibration["acc_clean"] <= calibration["acc_clean_hi"]
+    assert calibration["interval"]["n_resamples"] == 1000 and calibration["interval"]["level"] == 0.95
     assert block["step"] == 4 and block["selection"]["checkpoint"] == "best_fid" and block["selection"]["step"] == 4
     # the final model of the same run says it is the final one, though best_fid was asked for
     assert eval_calibration.main(["--config", str(run_dir / "run.json"), "--model", str(paths[10]), "--data",

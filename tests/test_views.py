@@ -23,7 +23,7 @@ CONFIGS = {"config.yaml": ("config.yaml",), "config/smoke.yaml": ("config/smoke.
            "rehearsal": ("config.yaml", "config/rehearsal.yaml")}
 VIEWS = (cfg_lib.DatasetConfig, cfg_lib.ThreatModel, cfg_lib.SamplingConfig, cfg_lib.EvaluateConfig,
          cfg_lib.PGDConfig, cfg_lib.AutoAttackConfig, cfg_lib.FIDConfig, cfg_lib.InceptionScoreConfig,
-         cfg_lib.OODEvalConfig, cfg_lib.ECEConfig, cfg_lib.CounterfactualConfig)
+         cfg_lib.OODEvalConfig, cfg_lib.ECEConfig, cfg_lib.CounterfactualConfig, cfg_lib.IntervalConfig)
 # keys of a schema block that are no field of its view: the workflow leaves them out of the run's dataset block
 NOT_FIELDS = {"DatasetConfig": {"label", "sampling", "evaluate"}}
 EXTRA_FIELDS = {"DatasetConfig": {"name"}}  # the dataset's key, added by the workflow
@@ -157,7 +157,10 @@ def test_view_defaults_are_the_schemas():
         assert set(fields) == (set(props) - NOT_FIELDS.get(name, set())) | EXTRA_FIELDS.get(name, set()), name
         for key, f in fields.items():
             has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-            if key in props and "default" in props[key]:
+            if key in props and "default" in props[key] and f.default_factory is not dataclasses.MISSING:
+                # a block whose schema default is a mapping ({}: validation fills its keys' defaults)
+                assert f.default_factory() == f.default_factory(**cfg_lib.schema_default(name, key)), key
+            elif key in props and "default" in props[key]:
                 assert f.default == cfg_lib.schema_default(name, key), f"{name}.{key}"
             elif (name, key) not in VIEW_ONLY_DEFAULTS:
                 assert not has_default, f"{name}.{key}: give its default in the schema"
