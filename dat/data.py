@@ -652,6 +652,68 @@ def balanced_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
+def is_class_sorted(y: np.ndarray) -> bool:
+    """Whether a split is stored class by class: its labels ``y`` (N,) int are non-decreasing and take at least two
+    values (ImageNet's and RestrictedImageNet's validation folders; not torchvision's shuffled Fashion-MNIST, CIFAR
+    or SVHN test files, whose first 20 labels are already out of order)."""
+    y = np.asarray(y)
+    return len(y) > 1 and bool(np.all(y[1:] >= y[:-1])) and y[0] != y[-1]
+
+
+def eval_subset(y: np.ndarray, sizes: Sequence[int]) -> tuple[np.ndarray, dict]:
+    """The fixed test examples of the robust-accuracy evaluations (PGD and AutoAttack on their ``n_examples``).
+
+    A split in random order (``not is_class_sorted(y)``) keeps its first examples (rule ``first_n``). A class-sorted
+    split would give the first classes only (ImageNet's first 5,000 validation images are classes 0-99), so it gets
+    a class-balanced subset (rule ``class_balanced``): the examples in rounds, round r holding the r-th image (file
+    order) of every class, classes in label order; the first n of that list give each class n // K images, and the
+    n % K remaining ones go to the lowest labels. It is RobustBench's protocol for ImageNet (its
+    ``imagenet_test_image_ids.txt``: 5,000 validation images, 5 per class), made from the split itself; no seed.
+    Each size in ``sizes`` is a prefix of the returned list, so PGD and AutoAttack on different counts share it.
+
+    Args:
+        y: (N,) int labels of the whole split, in file order.
+        sizes: example counts, each in [1, N] (N: all examples).
+
+    Returns:
+        (index, record): index int64 (max(sizes),) into the split; record ``rule`` (``first_n`` or
+        ``class_balanced``), ``n_classes`` (distinct labels in the split) and ``classes_covered`` (distinct labels
+        among the first s examples, for each s in ``sizes``).
+
+    Raises:
+        ValueError: a size outside [1, N]; on a class-sorted split, a size below N that is smaller than the number of
+            classes K, or that needs more images of a class than it has (each class n // K, and n % K classes one
+            more). The message names the class and the counts.
+    """
+    y = np.asarray(y)
+    sizes = [int(s) for s in sizes]
+    if not sizes or min(sizes) < 1 or max(sizes) > len(y):
+        raise ValueError(f"eval_subset: sizes {sizes} must lie in [1, {len(y)}] (the split's examples)")
+    if not is_class_sorted(y):
+        index, rule = np.arange(max(sizes), dtype=np.int64), "first_n"
+    else:
+        classes, first, counts = np.unique(y, return_index=True, return_counts=True)
+        rank = np.arange(len(y)) - np.repeat(first, counts)  # position of each image within its class
+        order = np.lexsort((y, rank))  # round by round, classes in label order
+        for n in sizes:
+            if n == len(y):
+                continue  # all examples: nothing to balance
+            q, r = divmod(n, len(classes))
+            if q == 0:
+                raise ValueError(f"a class-balanced subset of {n} examples cannot cover the split's {len(classes)} "
+                                 f"classes: set n_examples >= {len(classes)} (or null: all {len(y)})")
+            short = np.flatnonzero(counts < q)
+            if len(short) or np.count_nonzero(counts > q) < r:
+                c = classes[short[0]] if len(short) else classes[np.argmin(counts)]
+                raise ValueError(f"a class-balanced subset of {n} examples needs {q} (or {q + 1}) images of each of "
+                                 f"the {len(classes)} classes; class {c} has {counts[classes == c][0]}: set a smaller "
+                                 f"n_examples (or null: all {len(y)})")
+        index, rule = order[: max(sizes)].astype(np.int64), "class_balanced"
+    record = {"rule": rule, "n_classes": int(len(np.unique(y))),
+              "classes_covered": [int(len(np.unique(y[index[:s]]))) for s in sizes]}
+    return index, record
+
+
 def load_starts(path: str | os.PathLike | None):
     """The chain-start images of a sampling command's ``--starts`` (an npz written by the prepare_aux_ood rule) as
     a uint8 (M, H, W, C) array or :class:`ImageFiles`, or None (uniform noise) when ``path`` is None."""

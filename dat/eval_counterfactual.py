@@ -40,7 +40,7 @@ log = logging.getLogger("dat.eval_counterfactual")
 def parse_args(argv=None):
     p = command_parser("dat.eval_counterfactual", __doc__)
     add_run_arguments(p, data="train.npz (source images)", out="counterfactual.json")
-    p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz with per-image features and labels")
+    p.add_argument("--ref", type=Path, required=True, help="fid_ref.npz with per-image features (float32) and labels")
     p.add_argument("--examples", type=Path, default=None,
                    help="npz to write the first --n-examples images with their counterfactuals at every radius")
     p.add_argument("--n-examples", type=int, default=10, help="images kept in --examples (default 10)")
@@ -63,6 +63,9 @@ def main(argv=None) -> int:
     x, y = to_tensor(x_all[idx]), torch.from_numpy(y_all[idx]).long()
     target = (y + torch.from_numpy(rng.integers(1, K, size=len(y)))) % K
     with np.load(args.ref) as ref:
+        if "features" not in ref:
+            raise ValueError(f"{args.ref} holds no per-image features (dat.fid_ref keeps them up to "
+                             "--keep-features-max images): the per-class reference of the counterfactual FID needs them")
         ref_feats, ref_labels = ref["features"], ref["labels"]
     ref_stats = {k: feature_statistics(ref_feats[ref_labels == k]) for k in range(K)}
     bs = ev.batch_size

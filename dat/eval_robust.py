@@ -25,7 +25,7 @@ import torch
 from dat.attacks import pgd_robust, pgd_step_size
 from dat.checkpoint import checkpoint_record
 from dat.cli import add_machine_arguments, add_run_arguments, command_parser, load_run_model, start
-from dat.data import open_images, take, to_tensor
+from dat.data import eval_subset, open_images, take, to_tensor
 from dat.io import provenance, write_json
 from dat.metrics import wilson_fields
 from dat.models import device_of, predict_logits
@@ -130,13 +130,15 @@ def main(argv=None) -> int:
     a = ev.autoattack
     n_aa = min(a.n_examples or len(y_all), len(y_all))
     step_size = pgd_step_size(eps, p.steps, p.step_size_factor)
-    # one PGD pass over the first max(n_pgd, n_aa) examples serves the PGD row and the AutoAttack examples
-    x_all = to_tensor(images[:max(n_pgd, n_aa)])  # the attacked prefix (the protocol caps ImageNet at 5,000)
-    correct, pert = pgd_robust(model, x_all, y_all[:max(n_pgd, n_aa)], eps=eps, step_size=step_size,
+    # one PGD pass over max(n_pgd, n_aa) examples serves the PGD row and the AutoAttack examples (each a prefix):
+    # the first ones, or a class-balanced subset of a class-sorted split (the protocol caps ImageNet at 5,000)
+    index, subset = eval_subset(labels, [n_pgd, n_aa])
+    x_all, y_att = to_tensor(images[index]), y_all[index]
+    correct, pert = pgd_robust(model, x_all, y_att, eps=eps, step_size=step_size,
                                steps=p.steps, norm=norm, batch_size=bs)
     acc_pgd, max_pert = int(correct[:n_pgd].sum()) / n_pgd, float(pert[:n_pgd].max())
     log.info("PGD-%d %s eps=%g robust accuracy %.4f on %d", p.steps, norm, eps, acc_pgd, n_pgd)
-    aa = autoattack_accuracy(model, x_all[:n_aa], y_all[:n_aa], eps=eps, norm=norm, version=a.version,
+    aa = autoattack_accuracy(model, x_all[:n_aa], y_att[:n_aa], eps=eps, norm=norm, version=a.version,
                              batch_size=a.batch_size, seed=run.seed)
     log.info("AutoAttack (%s) robust accuracy %.4f on %d", a.version, aa["acc_robust"], n_aa)
     # our PGD on exactly the AutoAttack examples: AutoAttack, the stronger attack, should not be above it
@@ -153,6 +155,8 @@ def main(argv=None) -> int:
                 "max_perturbation": max_pert, **wilson_fields("acc_robust", int(correct[:n_pgd].sum()), n_pgd, level)},
         "autoattack": aa, "weights": ev.weights, "checkpoint": checkpoint_record(args.model, ckpt, ev.weights),
         "interval": {"method": "wilson", "level": level},
+        "subset": {"rule": subset["rule"], "n_classes": subset["n_classes"],
+                   "classes_covered": dict(zip(("pgd", "autoattack"), subset["classes_covered"]))},
         "seed": run.seed, "time_s": round(time.time() - t0, 2), **provenance(),
     }, args.out)
     return 0

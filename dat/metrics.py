@@ -88,6 +88,51 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
+class FeatureMoments:
+    """Mean and covariance of features that arrive batch by batch, in O(D^2) memory (not O(N D)).
+
+    Running float64 sums n, sum(x - c) and sum((x - c)(x - c)^T) about a shift c (the first batch's mean, so the
+    cancellation in sum - n m m^T stays small); :meth:`statistics` gives what :func:`feature_statistics` gives on
+    all rows at once (mean, N - 1 normalised covariance), equal to float64 rounding. Memory: two (D, D) float64
+    arrays (32 MiB each for D = 2048) and the current batch.
+    """
+
+    def __init__(self):
+        self.n, self.shift, self.sum, self.outer = 0, None, None, None
+
+    def update(self, features: np.ndarray) -> None:
+        """Add a batch of features (B, D), any float dtype (summed in float64); an empty batch changes nothing.
+
+        Raises:
+            ValueError: not 2-D, or a width D other than the first batch's.
+        """
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or (self.shift is not None and features.shape[1] != len(self.shift)):
+            raise ValueError(f"expected features (B, {'D' if self.shift is None else len(self.shift)}), "
+                             f"got {features.shape}")
+        if len(features) == 0:
+            return
+        if self.shift is None:
+            d = features.shape[1]
+            self.shift, self.sum, self.outer = features.mean(axis=0), np.zeros(d), np.zeros((d, d))
+        centred = features - self.shift  # (B, D)
+        self.n += len(features)
+        self.sum += centred.sum(axis=0)
+        self.outer += centred.T @ centred  # (D, D)
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (D,) and covariance (D, D), float64 (N - 1 normalised, as clean-fid's np.cov).
+
+        Raises:
+            ValueError: fewer than 2 features added (no covariance).
+        """
+        if self.n < 2:
+            raise ValueError(f"a covariance needs at least 2 features, got {self.n}")
+        m = self.sum / self.n  # mean of x - c
+        sigma = (self.outer - self.n * np.outer(m, m)) / (self.n - 1)
+        return self.shift + m, (sigma + sigma.T) / 2  # symmetric to the last bit, as np.cov's
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Frechet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2) (Heusel et al. 2017), by clean-fid.
 
