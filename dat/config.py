@@ -572,11 +572,13 @@ class CounterfactualConfig:
 @dataclass(frozen=True)
 class IntervalConfig:
     """Intervals of the single-run numbers: confidence ``level`` of every interval; ``n_resamples`` bootstrap
-    resamples drawn from ``numpy.random.default_rng(seed)``, a fresh Generator per interval."""
+    resamples drawn from ``numpy.random.default_rng(seed)``, a fresh Generator per interval; ``fid_groups`` groups
+    of the FID's delete-a-group jackknife (``dat.metrics.fid_jackknife``), split by the same seed."""
 
     level: float = _d("IntervalConfig", "level")
     n_resamples: int = _d("IntervalConfig", "n_resamples")
     seed: int = _d("IntervalConfig", "seed")
+    fid_groups: int = _d("IntervalConfig", "fid_groups")
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ t = (y + randint(1, K)) mod K, never the true class. For each radius eps, target
 inside the eps-ball (``dat.attacks.target_logit_attack``; ``steps`` steps of ``step_size_factor * eps /
 steps``). For each target class c, FID between the counterfactuals with target c and the reference features
 of real training images of class c (from fid_ref.npz); the result is the average over classes, plus the mean
-softmax probability of the target class. With few images per class the per-class FID is strongly biased
-upwards: compare curves, not absolute values, at smoke scale.
+softmax probability of the target class. 95% intervals (``evaluate.intervals``): the class-averaged FID's from a
+delete-a-group jackknife whose groups are stratified by target class (``dat.metrics.class_mean_fid_jackknife``),
+the confidence's a percentile bootstrap of the mean over the images. With few images per class the per-class FID
+is strongly biased upwards: compare curves, not absolute values, at smoke scale.
 
 Example::
 
@@ -31,7 +33,7 @@ from dat.cli import add_machine_arguments, add_run_arguments, command_parser, lo
 from dat.data import open_images, to_tensor, to_uint8
 from dat.inception import load_feature_extractor
 from dat.io import progress, provenance, save_npz, write_json
-from dat.metrics import feature_statistics, fid_from_features
+from dat.metrics import bootstrap_interval, class_mean_fid_jackknife, feature_statistics, fid_from_features
 from dat.models import predict_logits
 
 log = logging.getLogger("dat.eval_counterfactual")
@@ -70,7 +72,9 @@ def main(argv=None) -> int:
     ref_stats = {k: feature_statistics(ref_feats[ref_labels == k]) for k in range(K)}
     bs = ev.batch_size
     radii = [float(r) for r in ds.counterfactual_radii]
+    iv = ev.intervals
     fids, per_class, confidences, max_pert, shown = [], [], [], [], []
+    fid_lo, fid_hi, conf_lo, conf_hi, fid_interval = [], [], [], [], None
     for eps in radii:
         step_size = pgd_step_size(eps, c.steps, c.step_size_factor)
         x_cf = torch.cat([
@@ -79,7 +83,12 @@ def main(argv=None) -> int:
             for i in progress(range(0, len(x), bs), f"counterfactuals at eps={eps:g}")
         ])
         probs = torch.softmax(predict_logits(model, x_cf, bs), 1)
-        confidences.append(float(probs.gather(1, target.view(-1, 1)).mean()))
+        p_target = probs.gather(1, target.view(-1, 1))  # (N, 1)
+        confidences.append(float(p_target.mean()))
+        lo, hi = bootstrap_interval((p_target[:, 0].double().numpy(),), np.mean, paired=False,
+                                    rng=np.random.default_rng(iv.seed), level=iv.level, n_resamples=iv.n_resamples)
+        conf_lo.append(lo)
+        conf_hi.append(hi)
         max_pert.append(float((x_cf - x).flatten(1).norm(dim=1).max()))  # L2, pixel units: <= eps
         shown.append(to_uint8(x_cf[: args.n_examples]))
         feats = extractor(to_uint8(x_cf))["features"]
@@ -89,13 +98,24 @@ def main(argv=None) -> int:
             class_fids.append(fid_from_features(mine, *ref_stats[k]) if len(mine) >= 2 else float("nan"))
         per_class.append(class_fids)
         fids.append(float(np.nanmean(class_fids)))
+        jk = (class_mean_fid_jackknife(feats, target.numpy(), ref_stats, groups=iv.fid_groups, level=iv.level,
+                                       seed=iv.seed) if np.isfinite(fids[-1]) else {"fid_lo": None, "fid_hi": None,
+                                                                                     "fid_interval": fid_interval})
+        fid_lo.append(jk["fid_lo"])
+        fid_hi.append(jk["fid_hi"])
+        fid_interval = jk["fid_interval"]
         log.info("eps=%g: counterfactual FID %.2f, target confidence %.3f", eps, fids[-1], confidences[-1])
     if args.examples is not None:  # appendix A.3 grids: x (n, H, W, C), x_cf (radii, n, H, W, C), y, target
         n = min(args.n_examples, len(x))
         save_npz(args.examples, x=to_uint8(x[:n]), x_cf=np.stack(shown), y=y[:n].numpy(), target=target[:n].numpy(),
                  radii=np.array(radii))
-    write_json({"run": run.run, "dataset": ds.name, "radii": radii, "fid": fids, "fid_per_class": per_class,
-                "confidence": confidences, "max_perturbation": max_pert, "n_images": int(len(x)),
+    write_json({"run": run.run, "dataset": ds.name, "radii": radii, "fid": fids, "fid_lo": fid_lo, "fid_hi": fid_hi,
+                "fid_per_class": per_class, "confidence": confidences, "confidence_lo": conf_lo,
+                "confidence_hi": conf_hi,
+                "interval": {"fid": fid_interval, "confidence": {
+                    "method": "percentile bootstrap of the mean target-class confidence over the images "
+                              "(scipy.stats.bootstrap)", "level": iv.level, "n_resamples": iv.n_resamples,
+                    "seed": iv.seed}}, "max_perturbation": max_pert, "n_images": int(len(x)),
                 "n_per_class": [int((target == k).sum()) for k in range(K)],
                 "n_ref_per_class": [int((ref_labels == k).sum()) for k in range(K)], "steps": c.steps,
                 "step_size_factor": c.step_size_factor, "extractor": extractor.name, "seed": c.seed,

@@ -6,7 +6,9 @@ Inception-v3's unbiased logits) and is computed when ``evaluate.fid.inception_sc
 TF-ported weights at its ``weights`` path (sha256-checked before use; the workflow downloads them). Otherwise (the
 offline smoke configuration: the shipped FID weights have no logit head) ``is_mean`` is null with a note saying
 why, never a number from another network. ``--real`` measures the floor instead: FID of real held-out test images
-against the same reference, which shows how much of a small-sample FID is estimator bias.
+against the same reference, which shows how much of a small-sample FID is estimator bias. The FID of samples gets a
+95% interval (``fid_lo``, ``fid_hi``) from a delete-a-group jackknife over the samples (``evaluate.intervals``;
+``dat.metrics.fid_jackknife``), the reference statistics fixed.
 
 Examples::
 
@@ -30,7 +32,7 @@ from dat.config import RunConfig
 from dat.data import open_images, take
 from dat.inception import inception_logits, load_feature_extractor, load_is_network, read_fid_reference
 from dat.io import provenance, read_json, write_json
-from dat.metrics import fid_from_features, inception_score
+from dat.metrics import fid_from_features, fid_jackknife, inception_score
 
 log = logging.getLogger("dat.eval_fid")
 IS_SPLITS = 10
@@ -77,7 +79,9 @@ def main(argv=None) -> int:
         conditional = bool(f["conditional"]) if "conditional" in f.files else bool(run.sampling.conditional)
         starts = str(f["starts"]) if "starts" in f.files else "noise"
     out = extractor(x)
-    fid = fid_from_features(out["features"], mu_ref, sigma_ref)
+    iv = run.evaluate.intervals
+    jk = fid_jackknife(out["features"], mu_ref, sigma_ref, groups=iv.fid_groups, level=iv.level, seed=iv.seed)
+    fid = jk["fid"]  # fid_from_features of the features
     is_mean = is_std = is_network = None
     is_cfg = run.evaluate.fid.inception_score
     logits = out.get("logits") if extractor.has_logits else None
@@ -92,7 +96,8 @@ def main(argv=None) -> int:
         note = f"IS over {len(x)} samples, {IS_SPLITS} splits"
     floor = read_json(args.floor) if args.floor else {}
     write_json({
-        "run": run.run, "dataset": run.dataset.name, "fid": float(fid), "n_samples": int(len(x)), "n_ref": n_ref,
+        "run": run.run, "dataset": run.dataset.name, "fid": float(fid),
+        **{key: jk[key] for key in ("fid_lo", "fid_hi", "fid_jackknife_bias", "fid_interval")}, "n_samples": int(len(x)), "n_ref": n_ref,
         "extractor": extractor.name, "is_mean": is_mean, "is_std": is_std, "is_note": note,
         "is_network": is_network or (extractor.name if is_mean is not None else None), "steps": steps,
         "conditional": conditional, "starts": starts,

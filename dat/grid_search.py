@@ -3,7 +3,8 @@
 One chain per held-out sample runs to max(steps_grid); its iterates at every T of the grid are kept (a chain
 to T steps is a prefix of the chain to T' > T), so the grid costs one chain plus the FID features of each T.
 The held-out chains use ``sampling.seed_grid``, distinct from the final samples' ``sampling.seed_final``.
-The chosen T (lowest FID) goes to grid.json, which the sampling rule reads.
+The chosen T (lowest FID) goes to grid.json, which the sampling rule reads; each T's FID has a 95% interval from
+a delete-a-group jackknife over the held-out samples (``evaluate.intervals``; ``dat.metrics.fid_jackknife``).
 
 Example::
 
@@ -26,7 +27,7 @@ from dat.cli import (add_machine_arguments, add_run_arguments, add_starts_argume
 from dat.data import load_starts
 from dat.inception import load_feature_extractor, read_fid_reference
 from dat.io import provenance, write_json
-from dat.metrics import fid_from_features
+from dat.metrics import fid_jackknife
 from dat.sampling import generate
 
 log = logging.getLogger("dat.grid_search")
@@ -57,14 +58,18 @@ def main(argv=None) -> int:
         batch_size=s.batch_size, device=device, starts=load_starts(args.starts),
     )
     t_chain = time.time() - t0
-    fids = []
+    iv = ev.intervals
+    fids, jks = [], []
     for t in grid:  # one log line per T
         feats = extractor(out["snapshots"][t])["features"]
-        fids.append(float(fid_from_features(feats, mu_ref, sigma_ref)))
+        jks.append(fid_jackknife(feats, mu_ref, sigma_ref, groups=iv.fid_groups, level=iv.level, seed=iv.seed))
+        fids.append(float(jks[-1]["fid"]))  # fid_from_features of the features
         log.info("T=%d: FID %.2f on %d samples", t, fids[-1], s.n_grid)
     chosen = grid[int(np.argmin(fids))]
     write_json({
-        "run": run.run, "dataset": ds.name, "steps_grid": grid, "fid": fids, "chosen_steps": chosen,
+        "run": run.run, "dataset": ds.name, "steps_grid": grid, "fid": fids,
+        "fid_lo": [jk["fid_lo"] for jk in jks], "fid_hi": [jk["fid_hi"] for jk in jks],
+        "fid_interval": jks[0]["fid_interval"], "chosen_steps": chosen,
         "step_size": step_size, "n_samples": s.n_grid, "n_ref": n_ref, "extractor": extractor.name,
         "conditional": s.conditional, "starts": starts_name(run, args.starts), "seed": s.seed_grid,
         "checkpoint": checkpoint_record(args.model, ckpt, ev.weights), "chain_time_s": round(t_chain, 2),

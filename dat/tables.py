@@ -56,10 +56,11 @@ KIND_EACH = {"main": ["chosen_steps"], "reproductions": [], "sampling": [], "con
 CHECKPOINT_COLUMNS = ["checkpoint", "selected_step", "selection"]
 # what a single run's bracketed interval is, per kind (the run files' interval records; docs/formats.md)
 ACC_FID_INTERVALS = ("accuracies: Wilson score interval of the binomial proportion over the test images measured "
-                     "(scipy.stats.binomtest); FID: percentile bootstrap over the generated samples "
-                     "({resamples} resamples, scipy.stats.bootstrap), reference statistics fixed")
-FID_INTERVALS = ("percentile bootstrap of the FID over the generated samples (scipy.stats.bootstrap), reference "
-                 "statistics fixed")
+                     "(scipy.stats.binomtest); FID: measured FID +- z times its delete-a-group jackknife standard error "
+                     "over the generated samples ({groups} groups, astropy.stats.jackknife_stats), reference "
+                     "statistics fixed")
+FID_INTERVALS = ("measured FID +- z times its delete-a-group jackknife standard error over the generated samples "
+                 "(astropy.stats.jackknife_stats), reference statistics fixed")
 SCORE_LATEX = {"energy": r"$-E(x)$", "max_softmax": r"$\max_y p(y|x)$"}
 NORM_LATEX = {"L2": r"$\ell_2$", "Linf": r"$\ell_\infty$"}
 
@@ -167,7 +168,7 @@ def table1_record(label: str, run_dir: str | os.PathLike) -> dict:
         "acc_robust_autoattack_lo": aa.get("acc_robust_lo"), "acc_robust_autoattack_hi": aa.get("acc_robust_hi"),
         "acc_robust_pgd_lo": pgd.get("acc_robust_lo"), "acc_robust_pgd_hi": pgd.get("acc_robust_hi"),
         "fid_lo": fid.get("fid_lo"), "fid_hi": fid.get("fid_hi"),
-        "fid_resamples": (fid.get("fid_interval") or {}).get("n_resamples"),
+        "fid_groups": (fid.get("fid_interval") or {}).get("groups"),
         **_diverged_fields(robust), **checkpoint_fields(robust),
     }
 
@@ -654,7 +655,7 @@ def table1_latex(df: pd.DataFrame, dataset_label: str, intervals: bool = False) 
     Args:
         df: the output of :func:`table1_frame`, or its rows over seeds (:func:`aggregate_seeds`: mean +- std).
         dataset_label: dataset name for the caption (escaped here).
-        intervals: print each single run's 95% interval after its accuracies and FID (Wilson, bootstrap).
+        intervals: print each single run's 95% interval after its accuracies and FID (Wilson, jackknife).
 
     Returns:
         LaTeX source; IS prints ``n/a`` when ``is_mean`` is null and a note quotes ``is_note``.
@@ -691,7 +692,7 @@ def table1_latex(df: pd.DataFrame, dataset_label: str, intervals: bool = False) 
     )
     notes = (div_notes + selection_notes(recs) + [f"IS n/a: ``{n}''" for n in dict.fromkeys(is_notes)]
              + uncertainty_notes(recs, intervals, ACC_FID_INTERVALS.format(
-                 resamples=same_or_each(recs, "fid_resamples"))))
+                 groups=same_or_each(recs, "fid_groups"))))
     header = ["Method", r"Acc (\%)", r"Robust Acc (\%)", "IS", "FID", "$T$"]
     return latex_table(header, rows, caption=caption, label="tab:table1", notes=notes)
 
@@ -823,7 +824,9 @@ def counterfactual_latex(df: pd.DataFrame, intervals: bool = False) -> str:
     group = [("", 1)] + [(latex_escape(m), 2) for _, m in runs]
     return latex_table(header, rows, caption=caption, label="tab:counterfactual", group_header=group,
                        notes=selection_notes(recs) + uncertainty_notes(df.to_dict("records"), intervals,
-                                                                      FID_INTERVALS + ", within each class"))
+                                                                      "FID: " + FID_INTERVALS + ", groups stratified by target class; confidence: "
+                                                                      "percentile bootstrap of the mean "
+                                                                      "(scipy.stats.bootstrap)"))
 
 
 # ----------------------------------------------------------------------------------------------------- drivers

@@ -181,6 +181,7 @@ def test_table1_shows_is_from_fid_json_and_na_with_the_reason(weights_file, tmp_
     tex, csv_path = tmp_path / "table1.tex", tmp_path / "table1.csv"
     assert report.main(["table", "--spec", str(spec), "--out-tex", str(tex), "--out-csv", str(csv_path)]) == 0
     text = tex.read_text()
-    assert f"DAT & 80.00 & 60.00 & {on['is_mean']:.2f} & {on['fid']:.2f} & 5" in text
-    assert f"Standard AT & 80.00 & 60.00 & n/a & {off['fid']:.2f} & 5" in text
+    fid_cell = r"{:.2f} {{\scriptsize[{:.2f}, {:.2f}]}}".format  # the FID and its jackknife interval
+    assert f"DAT & 80.00 & 60.00 & {on['is_mean']:.2f} & {fid_cell(on['fid'], on['fid_lo'], on['fid_hi'])} & 5" in text
+    assert f"Standard AT & 80.00 & 60.00 & n/a & {fid_cell(off['fid'], off['fid_lo'], off['fid_hi'])} & 5" in text
     assert r"IS n/a: ``IS not computed: evaluate.fid.inception\_score is off" in text

@@ -190,3 +190,12 @@ def test_inception_score_code_path_on_a_small_classifier_head(tmp_path, monkeypa
     assert out["is_std"] == pytest.approx(np.std(per_split), rel=1e-5)
     assert 5.0 < out["is_mean"] <= 10.0  # ten well-separated digit classes, balanced: close to K = 10
     assert out["is_note"] == "IS over 500 samples, 10 splits" and out["extractor"] == head.name
+    # the FID's 95% interval: fid_jackknife of the same features with evaluate.intervals' defaults
+    from dat.metrics import fid_from_features, fid_jackknife
+
+    feats = head(samples)["features"]
+    assert out["fid"] == fid_from_features(feats, mu, sigma)
+    jk = fid_jackknife(feats, mu, sigma, groups=50, level=0.95, seed=4000)
+    assert {k: out[k] for k in ("fid_lo", "fid_hi", "fid_jackknife_bias", "fid_interval")} == \
+        {k: jk[k] for k in ("fid_lo", "fid_hi", "fid_jackknife_bias", "fid_interval")}
+    assert out["fid_lo"] < out["fid"] < out["fid_hi"] and out["fid_interval"]["groups"] == 50

@@ -100,7 +100,7 @@ def _main_run(root: Path, run: str, acc: float, aa: float, fid: float, steps: in
                                        "autoattack": {"n_examples": 100, "acc_robust": aa, "acc_robust_lo": aa - 0.1,
                                                       "acc_robust_hi": aa + 0.09}})
     _write(d / "metrics/fid.json", {"fid": fid, "fid_lo": fid - 5, "fid_hi": fid + 6, "n_samples": 50, "n_ref": 100,
-                                    "steps": steps, "fid_interval": {"n_resamples": 200}})
+                                    "steps": steps, "fid_interval": {"groups": 50}})
     _write(d / "grid.json", {"chosen_steps": steps, "steps_grid": [steps], "fid": [fid]})
     return str(d)
 
@@ -122,7 +122,7 @@ def test_main_table_over_seeds(tmp_path):
     assert csv.iloc[0]["fid_lo"] == 95.0 and csv.iloc[0]["acc_clean_hi"] == pytest.approx(0.82)
     assert r"72.00 $\pm$ 2.83" in tex and r"55.00 $\pm$ 7.07" in tex and "60, 100" in tex
     assert r"80.00 {\scriptsize[77.00, 82.00]}" in tex and r"100.00 {\scriptsize[95.00, 106.00]}" in tex
-    assert "seeds 0, 1" in tex and "Wilson" in tex and "200 resamples" in tex
+    assert "seeds 0, 1" in tex and "Wilson" in tex and "50 groups" in tex
     # the flag hides the intervals; the CSV keeps them
     spec["intervals"] = False
     csv_off, tex_off = build_table(spec)
