@@ -74,7 +74,7 @@ def test_too_few_examples_or_images_raise():
 
 
 def _fake_run(n_pgd, n_aa):
-    ev = SimpleNamespace(batch_size=8, n_clean=None, weights="ema",
+    ev = SimpleNamespace(batch_size=8, n_clean=None, weights="ema", intervals=SimpleNamespace(level=0.95),
                          pgd=SimpleNamespace(steps=1, step_size_factor=2.5, n_examples=n_pgd),
                          autoattack=SimpleNamespace(n_examples=n_aa, version="standard", batch_size=8))
     ds = SimpleNamespace(name="toy", threat_model=SimpleNamespace(norm="L2", eps=0.5, eps_str="0.5"))
@@ -95,7 +95,7 @@ def test_eval_robust_attacks_the_subset(tmp_path, monkeypatch, sorted_split):
 
     def fake_autoattack(model, x_aa, y_aa, **kw):
         seen["x"], seen["y"] = x_aa, y_aa
-        return {"acc_robust": 0.0}
+        return {"acc_robust": 0.0, "n_correct_robust": 0, "n_correct_clean": len(y_aa)}
 
     monkeypatch.setattr(eval_robust, "load_run_model", lambda args, device: (_fake_run(10, 5), model, {}))
     monkeypatch.setattr(eval_robust, "autoattack_accuracy", fake_autoattack)
