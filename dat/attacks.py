@@ -184,7 +184,8 @@ def ebjdat_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
         y: (N,) int64 labels of ``x``.
         eps, step_size: pixel units (the code's 8/255 and 2/255 on [-1, 1] images are 4/255 and 1/255 here); steps;
             norm Linf (the code) or L2.
-        project_to_ball: the released code only clamps to the data range; True (the default) keeps x_adv in the ball.
+        project_to_ball: True (the default) keeps x_adv in the ball; False only clamps it to the data range after the
+            start and each step, as the released code does (config.yaml: train.ebjdat.attack_project false).
 
     Returns:
         x_adv (N, C, H, W) float32 in [0, 1], detached.

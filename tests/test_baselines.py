@@ -112,3 +112,25 @@ def test_ebjdat_attack_ascends_the_true_label_logit_not_the_sum_of_logits():
         gain = (model(x_adv) - model(x))[:, label]
         assert (gain > 0).all(), (label, gain)  # the true-label logit rises for either label
         torch.testing.assert_close(x_adv, torch.full_like(x, 0.5 + sign * 4 / 255))  # the ball's corner on its side
+
+
+def test_ebjdat_attack_without_projection_only_clamps_to_the_pixel_range():
+    """EB-JDAT's released attack (jkcjkc/EB-JDAT EB-JDAT-JEM/train_wrn_ebm.py sampleXadv, lines 327-349): a uniform
+    start in the eps-box, clamped to the data range, then sign steps each clamped to the data range and never projected
+    back to the box (attack_project false, the paper config's setting). On a one-logit linear model with positive
+    weights every sign step is +1, so x_adv is clamp(clamp(x + eps u) + steps alpha) exactly; with the projection
+    (the default) it stops at x + eps."""
+    w = torch.full((1, 4, 4), 0.25)
+    model = lambda z: (z * w).flatten(1).sum(1, keepdim=True)  # noqa: E731  (N, 1) logits, positive on [0, 1]
+    x = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.05
+    y = torch.zeros(6, dtype=torch.int64)
+    eps, alpha, steps = 4 / 255, 1 / 255, 30
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    start = (x + noise * eps).clamp(0, 1)
+    free = ebjdat_attack(model, x, y, eps=eps, step_size=alpha, steps=steps, project_to_ball=False,
+                         generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(free, (start + steps * alpha).clamp(0, 1))
+    assert free.min() >= 0 and free.max() <= 1 and (free - x).abs().max() > eps
+    projected = ebjdat_attack(model, x, y, eps=eps, step_size=alpha, steps=steps,
+                              generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(projected, (x + eps).clamp(0, 1))

@@ -326,7 +326,7 @@ def test_imagenet_tables_dry_run_with_the_data_and_fail_clearly_without(imagenet
             ckpt.write_bytes(b"checkpoint")
             run["init_from"]["path"] = str(ckpt)
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(config))
-    for table, runs in (("table2_rimagenet", ["rimagenet_at", "rimagenet_dat"]),
+    for table, runs in (("table2_rimagenet", ["rimagenet_at", "rimagenet_ratio", "rimagenet_dat"]),
                         ("imagenet256", ["imagenet256_resnet50_at", "imagenet256_wrn50_4_at", "imagenet256_convnext_at",
                                          "imagenet256_resnet50_dat_t15", "imagenet256_resnet50_dat",
                                          "imagenet256_wrn50_4_dat_t30", "imagenet256_wrn50_4_dat",
@@ -337,6 +337,8 @@ def test_imagenet_tables_dry_run_with_the_data_and_fail_clearly_without(imagenet
         for run in runs:
             assert f"results/{run}/model.pt" in proc.stdout
         assert "grid_search_steps" in proc.stdout and "eval_robust" in proc.stdout and "compute_fid" in proc.stdout
+        if table == "table2_rimagenet":  # RATIO's out-batches: the ImageNet classes outside RestrictedImageNet
+            assert "results/rimagenet_ratio/aux_ood.npz" in proc.stdout
     assert "--init-format robustness" in proc.stdout and "--name openimages" in proc.stdout
     assert "--init-format revisiting_at" in proc.stdout  # the ConvNeXt-L + ConvStem of Singh et al. (2023)
     assert "download_data" not in proc.stdout  # ImageNet and Open Images have no downloader

@@ -110,6 +110,53 @@ def test_rows_if_present_follow_the_published_checkpoint(tmp_path):
     assert "rows_if_present" in config["tables"]["table1"] and "Official" not in config["tables"]["table1"]["rows"]
 
 
+OFFICIAL_RATIO = "resources/checkpoints/Augustin2020Adversarial_34_10.pt"
+
+
+def test_the_official_ratio_checkpoint_joins_every_cifar10_comparison_when_its_file_is_there(tmp_path, monkeypatch):
+    """Paper Sec. 4.1 / A.1.2: RATIO's official WRN-34-10 is the paper's RATIO model for every CIFAR-10 comparison
+    (issue 21 item 5): Tables 1, 7, 8 and 10, the calibration and counterfactual tables get its row (and every
+    evaluation file of their kind) once the published file is at its path, and none of them before."""
+    config = _config("config.yaml")
+    monkeypatch.chdir(tmp_path)  # init_from.path is relative to the working directory
+    tables = {name for name, table in config["tables"].items()
+              if "cifar10_ratio_official" in (table.get("rows_if_present") or {}).values()}
+    assert tables == {"table1", "table7", "table8", "table10", "calibration", "counterfactual"}
+    absent = load(copy.deepcopy(config))
+    for name in tables:
+        assert "cifar10_ratio_official" not in absent.table_rows(name).values()
+        assert not [f for f in absent.table_files(name) if f.startswith("results/cifar10_ratio_official/")]
+    assert sorted(line.split(":")[0] for line in absent.left_out) == sorted(f"tables.{name}" for name in tables)
+    (tmp_path / OFFICIAL_RATIO).parent.mkdir(parents=True)
+    (tmp_path / OFFICIAL_RATIO).write_bytes(b"stand-in")
+    present = load(config)
+    assert present.left_out == []
+    for name in tables:
+        assert list(present.table_rows(name).values())[-1] == "cifar10_ratio_official", name
+        assert [f for f in present.table_files(name) if f.startswith("results/cifar10_ratio_official/")], name
+    groups = present.figure_groups("main")
+    for group in ("counterfactual", "reliability"):  # paper Figures 1 and 3 draw it too
+        assert "cifar10_ratio_official" in groups[group].values()
+
+
+def test_restricted_imagenet_ratio_row_and_the_ebjdat_runs_of_the_paper_config():
+    """Issue 21 items 5 and 8: RestrictedImageNet has a RATIO row in paper Tables 2, 7, 8 and 12 (trained with
+    RATIO's objective against the other ImageNet classes, eps_o 7.0); EB-JDAT fine-tunes its dataset's JEM run and
+    clamps its attack to the pixel range instead of projecting (its released code)."""
+    r = load(_config("config.yaml"))
+    for name in ("table2_rimagenet", "table7", "table8", "table12"):
+        assert "rimagenet_ratio" in r.table_rows(name).values(), name
+    assert r.objective("rimagenet_ratio") == "ratio" and r.dataset_of("rimagenet_ratio") == "rimagenet"
+    ratio = r.train_cfg("rimagenet_ratio")["train"]["ratio"]
+    assert (ratio["eps"], ratio["steps"], ratio["init"], ratio["ood_set"]) == (7.0, 20, "ood", "imagenet_minus_rimagenet")
+    assert r.train_cfg("rimagenet_ratio")["train"]["attack"] == r.train_cfg("rimagenet_at")["train"]["attack"]
+    assert r.chain_source("rimagenet_ratio") == r.chain_source("rimagenet_dat")  # paper Table 8: one OOD source
+    for dataset in ("cifar10", "cifar100"):
+        cfg = r.train_cfg(f"{dataset}_ebjdat")
+        assert cfg["init_from"] == f"{dataset}_jem" and cfg["train"]["ebjdat"]["attack_project"] is False
+        assert cfg["train"]["optimizer"]["lr"] == 1.0e-5 and cfg["train"]["optimizer"]["weight_decay"] == 0.0
+
+
 def _smoke_with(mutate):
     config = _config()
     mutate(config)

@@ -207,6 +207,9 @@ def test_table7_plans_baselines_reported_numbers_and_a_published_checkpoint(tmp_
     """Table 7 of the paper config: our baseline runs are trained and evaluated, the reported numbers are passed as
     cited constants, and RATIO's published checkpoint joins Tables 1 and 7 as a row once its file is there."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
+    # RestrictedImageNet's RATIO row needs an ImageNet folder (tests/test_imagenet.py plans it): the CIFAR rows here
+    rows = config["tables"]["table7"]["rows"]
+    config["tables"]["table7"]["rows"] = {k: r for k, r in rows.items() if config["runs"][r]["dataset"] != "rimagenet"}
     cfg = _with(config, tmp_path / "t7.yaml")
     args = ("-n", "-p", "--configfile", str(cfg), "--directory", str(tmp_path), "--cores", "1", "results/tables/table7.tex")
     # without the file the row is left out (and the dry run says which file adds it); named in `rows`, it fails
@@ -249,6 +252,31 @@ def test_table7_plans_baselines_reported_numbers_and_a_published_checkpoint(tmp_
     config["tables"]["table7"]["title"] = "Reproductions"
     _with(config, cfg)
     assert "rule write_table_spec:" in snakemake("-n", *target).stdout
+
+
+def test_paper_config_plans_the_official_ratio_row_of_every_cifar10_comparison(tmp_path):
+    """Issue 21 item 5 (paper Sec. 4.1): with RATIO's official checkpoint in place, the CIFAR-10 sampling, OOD,
+    calibration and counterfactual tables evaluate it (its weights imported, nothing trained). The CIFAR part of the
+    config, with an empty ImageNet folder for ImageNetOD (RestrictedImageNet's RATIO row: tests/test_imagenet.py)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    imagenet = {name for name, ds in config["datasets"].items() if "imagenet" in ds["source"]}
+    config["runs"] = {k: r for k, r in config["runs"].items() if r["dataset"] not in imagenet}
+    for table in config["tables"].values():
+        table["rows"] = {label: run for label, run in table["rows"].items() if run in config["runs"]}
+    config["tables"] = {k: t for k, t in config["tables"].items() if t["rows"] and t.get("dataset") not in imagenet}
+    for split in ("train", "val"):
+        (tmp_path / "imagenet" / split).mkdir(parents=True)
+    for name in ("cifar10", "cifar100"):
+        config["datasets"][name]["ood_roots"]["imagenet_minus_rimagenet"] = str(tmp_path / "imagenet")
+    ckpt = tmp_path / "resources/checkpoints/Augustin2020Adversarial_34_10.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"stand-in: a dry run only checks that the file is there")
+    out = snakemake("-n", "-p", "--configfile", str(_with(config, tmp_path / "cifar.yaml")), "--directory",
+                    str(tmp_path), "--cores", "1",
+                    *(f"results/tables/{t}.tex" for t in ("table8", "table10", "calibration", "counterfactual"))).stdout
+    for path in ("grid.json", "metrics/ood.json", "metrics/calibration.json", "metrics/counterfactual.json"):
+        assert f"results/cifar10_ratio_official/{path}" in out, path
+    assert "--init-format robustbench" in out
 
 
 def _with(config: dict, path: Path) -> Path:
