@@ -95,19 +95,25 @@ def marked_label(label: str, note: str) -> str:
     return f"{label[:-1]}, {note})" if label.endswith(")") and "(" in label else f"{label} ({note})"
 
 
+# the named out-distribution sets a paper RATIO row trains against (80M Tiny Images comes as a file: or npz: set)
+PAPER_RATIO_OUT_SETS = ("imagenet_minus_rimagenet",)
+
+
 def row_label(label: str, method: dict) -> str:
     """The printed label of a table or figure row from its config label and its run's method block (train_overrides
     merged): a RATIO run (a ``ratio`` block) trained against another out-distribution set than the paper's 80M Tiny
     Images says which one, ``noise OOD`` for uniform noise (``ratio.init: noise``) or ``<set> OOD`` for a named set;
-    a ``file:``/``npz:`` set (a copy of 80M Tiny Images) and every other run keep their label. Generated from the
-    config, so the label can never disagree with what the run trained on."""
+    a ``file:``/``npz:`` set (a copy of 80M Tiny Images), the paper's own RestrictedImageNet out-distribution
+    (``imagenet_minus_rimagenet``: the other ImageNet classes, paper Table 5) and every other run keep their label.
+    Generated from the config, so the label can never disagree with what the run trained on."""
     ratio = method.get("ratio")
     if not ratio:
         return label
     if ratio.get("init", "noise") == "noise":
         return marked_label(label, "noise OOD")
     name = ratio.get("ood_set") or ""
-    return label if name.startswith(("file:", "npz:")) else marked_label(label, f"{name} OOD")
+    paper_set = name.startswith(("file:", "npz:")) or name in PAPER_RATIO_OUT_SETS
+    return label if paper_set else marked_label(label, f"{name} OOD")
 
 
 def chain_source(sampling: dict, method: dict) -> str:

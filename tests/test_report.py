@@ -502,6 +502,7 @@ def test_ratio_rows_say_what_they_were_trained_against():
     assert row_label("RATIO (CIFAR-10)", {"ratio": {"init": "noise"}}) == "RATIO (CIFAR-10, noise OOD)"
     assert row_label("RATIO", {"ratio": {"init": "ood", "ood_set": "cifar100"}}) == "RATIO (cifar100 OOD)"
     assert row_label("RATIO", {"ratio": {"init": "ood", "ood_set": "file:/data/tiny_images.bin"}}) == "RATIO"
+    assert row_label("RATIO", {"ratio": {"init": "ood", "ood_set": "imagenet_minus_rimagenet"}}) == "RATIO"  # the paper's set
     assert row_label("DAT", {"bce": {"init": "noise"}}) == "DAT" and row_label("AT", {"ratio": None}) == "AT"
 
 
