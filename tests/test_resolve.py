@@ -74,7 +74,9 @@ def test_derived_facts_of_each_run():
 
 
 def test_tables_and_figures_are_derived_from_the_rows():
-    r = load(_config())
+    config = _config()
+    config["runs"]["fmnist_at"] = {k: v for k, v in config["runs"]["fmnist_at"].items() if k != "seed"} | {"seeds": [0, 1]}
+    r = load(config)
     table1 = r.table_rows("table1")
     first = next(iter(table1))
     assert r.table_spec("table1")["rows"][0] == {
@@ -82,7 +84,7 @@ def test_tables_and_figures_are_derived_from_the_rows():
         "replicates": [{"seed": 0, "run_dir": "results/fmnist_at"}, {"seed": 1, "run_dir": "results/fmnist_at_seed1"}]}
     assert r.table_spec("table1")["intervals"] is True and r.table_spec("table10")["intervals"] is False
     assert r.figures_spec("main")["groups"]["samples"][0] == {"label": first, "run_dir": "results/fmnist_at"}
-    assert "results/fmnist_dat_seed1/metrics/robust.json" in r.table_files("table1")
+    assert "results/fmnist_at_seed1/metrics/robust.json" in r.table_files("table1")
     assert "results/fmnist_dat/metrics/snapshots.json" in r.metrics_files()
     assert "results/fmnist_at/metrics/snapshots.json" not in r.metrics_files()  # stage 1 saves no snapshots
     groups = r.figure_groups("main")
