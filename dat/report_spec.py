@@ -95,15 +95,15 @@ def marked_label(label: str, note: str) -> str:
     return f"{label[:-1]}, {note})" if label.endswith(")") and "(" in label else f"{label} ({note})"
 
 
-# the named out-distribution sets a paper RATIO row trains against (80M Tiny Images comes as a file: or npz: set)
-PAPER_RATIO_OUT_SETS = ("imagenet_minus_rimagenet",)
+# the named out-distribution sets a paper RATIO row trains against (80M Tiny Images also as a file: or npz: set)
+PAPER_RATIO_OUT_SETS = ("imagenet_minus_rimagenet", "tiny_images")
 
 
 def row_label(label: str, method: dict) -> str:
     """The printed label of a table or figure row from its config label and its run's method block (train_overrides
     merged): a RATIO run (a ``ratio`` block) trained against another out-distribution set than the paper's 80M Tiny
     Images says which one, ``noise OOD`` for uniform noise (``ratio.init: noise``) or ``<set> OOD`` for a named set;
-    a ``file:``/``npz:`` set (a copy of 80M Tiny Images), the paper's own RestrictedImageNet out-distribution
+    80M Tiny Images (``tiny_images``, or a ``file:``/``npz:`` copy), the paper's own RestrictedImageNet out-distribution
     (``imagenet_minus_rimagenet``: the other ImageNet classes, paper Table 5) and every other run keep their label.
     Generated from the config, so the label can never disagree with what the run trained on."""
     ratio = method.get("ratio")

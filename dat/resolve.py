@@ -30,9 +30,9 @@ import yaml
 
 from dat.config import (EVALUATION_DATASET_KEYS, SCHEMA_PATH, TrainConfig, auxiliary_block, deep_merge, load_schema,
                         training_view)
-from dat.registry import DATASET_OOD_SETS, MANUAL_DOWNLOADS, ROOTED_OOD_SETS, missing_message
+from dat.registry import DATASET_OOD_SETS, MANUAL_DOWNLOADS, ROOTED_OOD_SETS, missing_message, switch_file
 from dat.report_spec import (FIGURE_EXTENSIONS, FIGURE_GROUPS, INTERVAL_KINDS, METRICS_INPUTS, SAMPLING_KINDS,
-                             TABLE_INPUTS, chain_source, figure_stems, mixed_sources, row_label)
+                             TABLE_INPUTS, chain_source, figure_stems, marked_label, mixed_sources, row_label)
 
 __all__ = ["ConfigError", "Resolved", "SCHEMA_PATH", "auxiliary_block", "read_yaml", "validate"]
 
@@ -227,22 +227,59 @@ class Resolved:
         self.runs, self.replicates, self.training_only = expand_seeds(config["runs"])
         self.datasets: dict[str, dict] = config["datasets"]
         self._left_out: list[str] = []
+        self._switches: dict[str, None] = {}  # one line per if_present block state (ordered, without repeats)
         if check:
             self.check()
+
+    # ---- if_present: keys that a file turns on as the DAG is built ----
+    def present(self, dataset: str, ood_set: str) -> Path | None:
+        """The file that turns an ``if_present`` block naming ``ood_set`` on for the runs of ``dataset``
+        (:func:`dat.registry.switch_file` under ``datasets.<dataset>.ood_roots.<ood_set>``), or None when the
+        dataset has no folder for that set (the block does not apply to it)."""
+        root = self.ood_root(dataset, ood_set)
+        return None if root is None else switch_file(ood_set, root)
+
+    def _if_present(self, block: dict, dataset: str, where: str) -> dict:
+        """``block`` without its ``if_present`` key, with that key's values set over it when their file is present
+        (:meth:`present`); each state is recorded once for :attr:`left_out` (the dry run prints it)."""
+        switch = block.get("if_present")
+        out = {k: v for k, v in block.items() if k != "if_present"}
+        if not switch:
+            return out
+        path = self.present(dataset, switch["ood_set"])
+        if path is None:
+            return out
+        keys = ", ".join(f"{k} {v}" for k, v in switch.items())
+        if path.exists():
+            self._switches[f"if_present: the {dataset} runs use {where} {keys}: {path} is present"] = None
+            return {**out, **switch}
+        self._switches[f"if_present: the {dataset} runs keep {where} as written until {path} exists (then {keys})"] \
+            = None
+        return out
 
     # ---- merges (each block merged once, through dat.config.deep_merge) ----
     @cached_property
     def _methods(self) -> dict[str, dict]:
-        return {run: deep_merge(self.config["methods"][r["method"]], r.get("train_overrides"))
-                for run, r in self.runs.items() if r["method"] in self.config["methods"]}
+        out = {}
+        for run, r in self.runs.items():
+            if r["method"] not in self.config["methods"]:
+                continue
+            block = deep_merge(self.config["methods"][r["method"]], r.get("train_overrides"))
+            for key in ("bce", "ratio"):
+                if isinstance(block.get(key), dict):
+                    block[key] = self._if_present(block[key], r["dataset"], f"train.{key}")
+            out[run] = block
+        return out
 
     def method_block(self, run: str) -> dict:
         """The run's method block deep-merged with its ``train_overrides`` (a copy)."""
         return copy.deepcopy(self._methods[run])
 
     def sampling(self, dataset: str) -> dict:
-        """The sampling block of ``dataset``: the global one deep-merged with the dataset's ``sampling`` keys."""
-        return deep_merge(self.config["sampling"], self.datasets[dataset].get("sampling"))
+        """The sampling block of ``dataset``: the global one deep-merged with the dataset's ``sampling`` keys, its
+        ``if_present`` keys set when their file is present (:meth:`_if_present`)."""
+        merged = deep_merge(self.config["sampling"], self.datasets[dataset].get("sampling"))
+        return self._if_present(merged, dataset, "sampling")
 
     def run_sampling(self, run: str) -> dict:
         """The sampling block of a run: its dataset's, with the run's ``sampling_overrides`` (steps_grid) merged."""
@@ -334,9 +371,13 @@ class Resolved:
 
     @property
     def left_out(self) -> list[str]:
-        """One line per ``rows_if_present`` row left out of its table, naming the file that adds it."""
+        """One line per ``rows_if_present`` row left out of its table, naming the file that adds it, and one per
+        state of an ``if_present`` block (on: the file that turned it on; off: the file that would)."""
         self.tables  # noqa: B018 (resolves them)
-        return list(self._left_out)
+        for dataset in self.datasets:
+            self.sampling(dataset)
+        self._methods  # noqa: B018
+        return list(self._left_out) + list(self._switches)
 
     def table_rows(self, name: str) -> dict[str, str]:
         """Row label -> run of table ``name``, rows present now included."""
@@ -360,14 +401,26 @@ class Resolved:
         first; ``[(seed, run)]`` for a run of one seed."""
         return list(self.replicates.get(run, [(self.runs[run]["seed"], run)]))
 
-    def spec_rows(self, rows: dict[str, str], seeds: bool = False) -> list[dict]:
+    def training_starts(self, run: str) -> str:
+        """Where the run's contrastive chains (DAT) or out-batches (RATIO) start in training: ``noise``, the name of
+        its auxiliary set, or ``none`` for a method without either."""
+        aux = self.aux_block(run)
+        if not aux:
+            return "none"
+        return aux["ood_set"] if aux.get("init") == "ood" else "noise"
+
+    def spec_rows(self, rows: dict[str, str], seeds: bool = False, label_starts: bool = False) -> list[dict]:
         """Spec rows (:mod:`dat.report_spec`) of label -> run: the printed label says what a RATIO run was trained
-        against when it is not the paper's set (:func:`dat.report_spec.row_label`). ``seeds=True`` (tables) adds
-        the row's ``seed``, and ``replicates`` (``[{seed, run_dir}, ...]``, first seed first) when the run lists
-        several seeds; figures draw the first seed's run."""
+        against when it is not the paper's set (:func:`dat.report_spec.row_label`), and with ``label_starts``
+        where each run's training chains start (:meth:`training_starts`; a table comparing them, whose runs switch
+        with ``if_present``). ``seeds=True`` (tables) adds the row's ``seed``, and ``replicates`` (``[{seed,
+        run_dir}, ...]``, first seed first) when the run lists several seeds; figures draw the first seed's run."""
         out = []
         for label, run in rows.items():
-            row = {"label": row_label(label, self._methods[run]), "run_dir": f"results/{run}"}
+            printed = row_label(label, self._methods[run])
+            if label_starts:
+                printed = marked_label(printed, f"training starts: {self.training_starts(run)}")
+            row = {"label": printed, "run_dir": f"results/{run}"}
             if seeds:
                 row["seed"] = self.runs[run]["seed"]
                 if run in self.replicates:
@@ -378,7 +431,8 @@ class Resolved:
     def table_spec(self, name: str) -> dict:
         """results/tables/{name}.spec.json (layout: :mod:`dat.report_spec`)."""
         table = self.tables[name]
-        spec = {"kind": table["kind"], "rows": self.spec_rows(table["rows"], seeds=True),
+        spec = {"kind": table["kind"], "rows": self.spec_rows(table["rows"], seeds=True,
+                                                              label_starts=table.get("label_starts", False)),
                 "intervals": table.get("intervals", table["kind"] in INTERVAL_KINDS)}
         if table["kind"] == "main":
             spec["dataset_label"] = table.get("dataset_label", table["dataset"])
