@@ -61,6 +61,8 @@ def pgd_maximize(
     random_start: bool = False,
     generator: torch.Generator | None = None,
     project_to_ball: bool = True,
+    momentum: float = 0.0,
+    best_iterate: bool = False,
 ) -> torch.Tensor:
     """Maximise a per-example objective over the eps-ball around ``x`` by projected gradient ascent.
 
@@ -77,6 +79,12 @@ def pgd_maximize(
         generator: torch generator for the random start.
         project_to_ball: project each step back onto the eps-ball (always, except to reproduce attacks that
             only clamp to [0, 1], such as EB-JDAT's released code).
+        momentum: > 0 steps along a velocity ``v <- momentum * v + g / ||g||_1`` (the momentum iterative method,
+            Dong et al. 2018), normalised like a gradient; 0 (the default) steps along the gradient itself.
+        best_iterate: return each example's iterate with the highest objective among the start and every step
+            (one more forward pass), not the last one. ``momentum=0.9, best_iterate=True`` is RATIO's ArgminPGD
+            (Augustin et al. 2020; the authors' vendored InNOutRobustness/utils/adversarial_attacks/argmin_pgd.py),
+            the stage-1 attack of the paper's CIFAR models (A.1.1).
 
     Returns:
         x_adv: (N, C, H, W) float32 in [0, 1] with ||x_adv - x|| <= eps (+1e-6) when projecting, detached.
@@ -94,14 +102,37 @@ def pgd_maximize(
             noise = l2_normalize(noise) * radius
         delta = project(noise * eps, eps, norm)
         delta = (x + delta).clamp(0, 1) - x
+    velocity = torch.zeros_like(x) if momentum else None
+    best, best_value = delta.clone(), None
     for _ in range(steps):
         x_adv = (x + delta).requires_grad_(True)
-        (grad,) = torch.autograd.grad(objective(x_adv).sum(), x_adv)
+        value = objective(x_adv)
+        (grad,) = torch.autograd.grad(value.sum(), x_adv)
+        if best_iterate:
+            best, best_value = _keep_best(best, best_value, delta, value.detach())
+        if velocity is not None:
+            l1 = grad.flatten(1).abs().sum(1).clamp_min(_TINY).view(-1, *([1] * (grad.dim() - 1)))
+            velocity = momentum * velocity + grad / l1
+            grad = velocity
         step = l2_normalize(grad) if norm == "L2" else grad.sign()
         delta = delta + step_size * step
         delta = project(delta, eps, norm) if project_to_ball else delta
         delta = (x + delta).clamp(0, 1) - x
+    if best_iterate:
+        with torch.no_grad():
+            best, _ = _keep_best(best, best_value, delta, objective(x + delta).detach())
+        delta = best
     return (x + delta).detach()
+
+
+def _keep_best(best: torch.Tensor, best_value: torch.Tensor | None, delta: torch.Tensor,
+               value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example, ``delta`` where its objective ``value`` exceeds ``best_value`` (ties keep the earlier one)."""
+    if best_value is None:
+        return delta.detach().clone(), value
+    better = value > best_value
+    mask = better.view(-1, *([1] * (delta.dim() - 1)))
+    return torch.where(mask, delta.detach(), best), torch.where(better, value, best_value)
 
 
 def pgd_attack(
@@ -116,6 +147,8 @@ def pgd_attack(
     targeted: bool = False,
     random_start: bool = False,
     generator: torch.Generator | None = None,
+    momentum: float = 0.0,
+    best_iterate: bool = False,
 ) -> torch.Tensor:
     """Cross-entropy PGD (paper Eq. 10): untargeted maximises CE(f(x'), y); targeted minimises CE(f(x'), y).
 
@@ -123,7 +156,8 @@ def pgd_attack(
         model: callable mapping (N, C, H, W) in [0, 1] to logits (N, K).
         x: (N, C, H, W) float32 in [0, 1].
         y: (N,) int64 true labels (untargeted) or target labels (targeted).
-        eps, step_size, steps, norm, random_start, generator: see :func:`pgd_maximize`.
+        eps, step_size, steps, norm, random_start, generator, momentum, best_iterate: see :func:`pgd_maximize`
+            (``momentum=0.9, best_iterate=True``: RATIO's ArgminPGD).
 
     Returns:
         x_adv: (N, C, H, W) float32 in [0, 1] inside the eps-ball.
@@ -134,7 +168,8 @@ def pgd_attack(
         return sign * F.cross_entropy(model(z), y, reduction="none")
 
     return pgd_maximize(
-        objective, x, eps=eps, step_size=step_size, steps=steps, norm=norm, random_start=random_start, generator=generator
+        objective, x, eps=eps, step_size=step_size, steps=steps, norm=norm, random_start=random_start, generator=generator,
+        momentum=momentum, best_iterate=best_iterate,
     )
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dat.registry import (ALL_OOD_SETS, AUGMENTATIONS, AUTOATTACK_VERSIONS, CHAIN_STARTS, CHANNELS, CHECKPOINTS,
-                          DIVERGENCE_ACTIONS, FID_EXTRACTORS, NORMS, OPTIMIZERS, PRECISIONS, ROOTED_OOD_SETS,
+                          DIVERGENCE_ACTIONS, FID_EXTRACTORS, FILLS, NORMS, OPTIMIZERS, PRECISIONS, ROOTED_OOD_SETS,
                           SAMPLING_STARTS, SCHEDULES, SOURCES, WEIGHTS)
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # package data
@@ -183,6 +183,9 @@ class AttackConfig:
     step_size: float = _d("AttackConfig", "step_size")
     steps: int = _d("AttackConfig", "steps")
     random_start: bool = _d("AttackConfig", "random_start")
+    # not in the schema's defaults, so that a block without them resolves to the train.json it always had
+    momentum: float = 0.0
+    best_iterate: bool = False
 
     def __post_init__(self) -> None:
         _check_name(self.norm, NORMS, "train.attack.norm")
@@ -216,8 +219,10 @@ class AugmentConfig:
     bce: tuple = ("crop", "flip")  # not in the schema: only a method with a second batch (bce, ratio, sgld) reads it
     crop_padding: int = _d("AugmentConfig", "crop_padding")
     cutout_size: int = _d("AugmentConfig", "cutout_size")
+    fill: str = "zero"  # not a schema default (train.json keeps its keys when absent); ``mean``: RATIO's fills
 
     def __post_init__(self) -> None:
+        _check_name(self.fill, FILLS, "train.augment.fill")
         for branch in ("at", "bce"):
             for name in getattr(self, branch):
                 _check_name(name, AUGMENTATIONS, f"train.augment.{branch}")

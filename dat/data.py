@@ -548,28 +548,30 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
 
 # -- augmentation ----------------------------------------------------------------------------------------------
 class Cutout(torch.nn.Module):
-    """Cutout (DeVries & Taylor 2017): zero a size x size square centred at a uniformly random pixel, clipped at the
-    borders. Input and output: float (C, H, W) in [0, 1]."""
+    """Cutout (DeVries & Taylor 2017): fill a size x size square centred at a uniformly random pixel, clipped at the
+    borders, with ``fill`` (0, or a colour per channel in [0, 1]). Input and output: float (C, H, W) in [0, 1]."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, fill: Sequence[float] | float = 0.0):
         super().__init__()
         self.size = size
+        self.fill = fill
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         h, w = img.shape[-2:]
         cy, cx = int(torch.randint(h, (1,))), int(torch.randint(w, (1,)))
         half = self.size // 2
         img = img.clone()
-        img[..., max(0, cy - half):min(h, cy + self.size - half), max(0, cx - half):min(w, cx + self.size - half)] = 0
+        fill = torch.as_tensor(self.fill, dtype=img.dtype).reshape(-1, 1, 1)
+        img[..., max(0, cy - half):min(h, cy + self.size - half), max(0, cx - half):min(w, cx + self.size - half)] = fill
         return img
 
 
 class _AutoAugmentFloat(torch.nn.Module):
     """torchvision's AutoAugment (CIFAR10 policy) on a float [0, 1] image through uint8, for 1 or 3 channels."""
 
-    def __init__(self):
+    def __init__(self, fill: Sequence[int] | None = None):
         super().__init__()
-        self.op = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+        self.op = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10, fill=list(fill) if fill is not None else None)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         as_uint8 = img.mul(255).round().clamp(0, 255).to(torch.uint8)
@@ -596,7 +598,8 @@ class Lighting(torch.nn.Module):
         return (img + shift.view(3, 1, 1)).clamp(0, 1)
 
 
-def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4, cutout_size: int = 16) -> Callable:
+def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4, cutout_size: int = 16,
+                    fill: Sequence[float] | None = None) -> Callable:
     """Per-image augmentation, applied in the order given: float (C, H, W) in [0, 1] -> same shape and range.
 
     Names (``dat.registry.AUGMENTATIONS``): ``crop`` (RandomCrop with zero padding), ``flip`` (horizontal),
@@ -609,19 +612,23 @@ def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4
     uses random-resized-crop + flip + jitter + lighting for AT-CE and, for the mild BCE branch of the ImageNet-scale
     runs, resize + centre crop + flip as in the authors' code.
 
+    ``fill`` (None: zero) is the colour, per channel in [0, 1], of crop padding, AutoAugment's uncovered pixels (as
+    ``int(255 * v)``) and Cutout: RATIO's CIFAR augmentation fills all three with the dataset mean (the authors'
+    InNOutRobustness/utils/datasets/augmentations/cifar_augmentation.py, ``autoaugment_cutout``).
+
     Raises:
         ValueError: unknown name.
     """
     ops = []
     for name in names:
         if name == "crop":
-            ops.append(v2.RandomCrop(image_size, padding=crop_padding, fill=0))
+            ops.append(v2.RandomCrop(image_size, padding=crop_padding, fill=list(fill) if fill is not None else 0))
         elif name == "flip":
             ops.append(v2.RandomHorizontalFlip())
         elif name == "autoaugment":
-            ops.append(_AutoAugmentFloat())
+            ops.append(_AutoAugmentFloat(None if fill is None else [int(255 * v) for v in fill]))
         elif name == "cutout":
-            ops.append(Cutout(cutout_size))
+            ops.append(Cutout(cutout_size, 0.0 if fill is None else list(fill)))
         elif name == "random_resized_crop":
             ops.append(v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True))
         elif name == "resize_center_crop":

@@ -62,6 +62,9 @@ MANUAL_DOWNLOADS["imagenet_minus_rimagenet"] = MANUAL_DOWNLOADS["imagenet"]
 # -- training --------------------------------------------------------------------------------------------------
 AUGMENTATIONS = ("crop", "flip", "autoaugment", "cutout", "random_resized_crop", "resize_center_crop", "color_jitter",
                  "lighting", "none")  # train.augment.at / .bce, built by dat.data.build_transform
+# train.augment.fill: what crop padding, AutoAugment's geometric ops and Cutout fill with: zero (black), or the
+# dataset's mean colour (RATIO's CIFAR augmentation, the authors' InNOutRobustness cifar_augmentation.py)
+FILLS = ("zero", "mean")
 NORMS = ("L2", "Linf")  # train.attack.norm, train.ebjdat.attack_norm, datasets.<name>.threat_model.norm
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant", "multistep")

@@ -180,7 +180,9 @@ class Trainer:
         self.n_train = len(y_train)
         self.total_steps = self.cfg.total_steps(self.n_train)
         aug = self.cfg.augment
-        make = lambda names: data_lib.build_transform(list(names), ds["image_size"], aug.crop_padding, aug.cutout_size)  # noqa: E731
+        fill = tuple(ds["mean"]) if aug.fill == "mean" else None  # RATIO's mean-colour fills (augment.fill)
+        make = lambda names: data_lib.build_transform(list(names), ds["image_size"], aug.crop_padding,  # noqa: E731
+                                                      aug.cutout_size, fill)
         self.at_stream = data_lib.ArrayDataset(x_train, y_train, make(aug.at))
         # real images of the second branch: DAT's BCE batch, JEM's / EB-JDAT's p(x) batch (mild augmentation)
         self.bce_stream = (data_lib.ArrayDataset(x_train, y_train, make(aug.bce))
@@ -352,13 +354,15 @@ class Trainer:
             return self._losses_jem(x, y, bce_batch)
         a = cfg.attack
         x_adv = pgd_attack(self.attack_model, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps, norm=a.norm,
-                           random_start=a.random_start, generator=self.generator)
+                           random_start=a.random_start, generator=self.generator, momentum=a.momentum,
+                           best_iterate=a.best_iterate)
         out = {}
         if cfg.ratio:  # RATIO: out-batch moved to be confident (max KL(U || p)), then in- and out-batch in one pass
             r = cfg.ratio
             x_out0 = self._input(x_init if x_init is not None else self.chain_starts(len(x)))
+            # the in-distribution attack's PGD variant (RATIO's code: --id_pgd and --od_pgd both default to argmin)
             x_out = pgd_maximize(lambda z: kl_uniform(self.attack_model(z)), x_out0, eps=r.eps, step_size=r.step_size,
-                                 steps=r.steps, norm="L2")
+                                 steps=r.steps, norm="L2", momentum=a.momentum, best_iterate=a.best_iterate)
             set_train_mode(model, freeze_batchnorm=cfg.freeze_batchnorm)
             logits_adv, logits_out = self.train_model(torch.cat([x_adv, x_out])).split([len(x_adv), len(x_out)])
             terms = ratio_loss(logits_adv, y, logits_out, lam=r.lam)

@@ -205,3 +205,55 @@ def test_adversarial_ood_attack_reaches_the_ball_boundary_at_eps_o_7(score):
     assert torch.allclose(dist, torch.full_like(dist, 7.0), atol=1e-3), dist
     old = adversarial_images(model, x, score, eps=7.0, step_size=0.1, **kw)
     assert ((old - x).flatten(1).norm(dim=1) <= 2.0 + 1e-4).all()
+
+
+def _periodic(x: torch.Tensor) -> torch.Tensor:
+    """A per-example objective with many local maxima along every direction: plain PGD's last iterate overshoots."""
+    return torch.sin(7.0 * x.flatten(1)).sum(1)
+
+
+def test_best_iterate_keeps_the_highest_objective_seen(images):
+    """ArgminPGD's best iterate (RATIO's code keeps the lowest loss, i.e. the highest objective here): never below
+    the start or the last iterate, per example, and the last iterate whenever the objective only rose."""
+    x, _ = images
+    kw = dict(eps=1.0, step_size=0.4, steps=6, norm="L2")
+    last = pgd_maximize(_periodic, x, **kw)
+    best = pgd_maximize(_periodic, x, best_iterate=True, **kw)
+    assert (_periodic(best) >= _periodic(last) - 1e-5).all() and (_periodic(best) >= _periodic(x) - 1e-5).all()
+    assert (_periodic(best) > _periodic(last) + 1e-3).any()  # the case it exists for happens here
+    assert ((best - x).flatten(1).norm(dim=1) <= 1.0 + 1e-6).all() and best.min() >= 0 and best.max() <= 1
+    w = torch.randn(1, *x.shape[1:])
+    rising = lambda z: (z * w).flatten(1).sum(1)  # noqa: E731  linear: every step raises it until the ball's edge
+    assert torch.allclose(pgd_maximize(rising, x, best_iterate=True, **kw), pgd_maximize(rising, x, **kw))
+
+
+def test_momentum_steps_follow_the_l1_normalised_velocity():
+    """The momentum iterative method (Dong et al. 2018) as RATIO's ArgminPGD runs it: v <- mu v + g / ||g||_1, an L2
+    step of step_size along v / ||v||_2, then projection and clamping; computed here by hand for three steps."""
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 4, 4) * 0.5 + 0.25
+    a, c = torch.randn(1, 1, 4, 4), torch.rand(1, 1, 4, 4) * 4 + 0.5
+    objective = lambda z: -(c * (z - a) ** 2).flatten(1).sum(1)  # noqa: E731  gradient 2 c (a - z): turns as z moves
+    mu, step = 0.9, 0.3
+    out = pgd_maximize(objective, x, eps=10.0, step_size=step, steps=3, momentum=mu)
+    z, v = x.clone(), torch.zeros_like(x)
+    for _ in range(3):
+        g = 2 * c * (a - z)
+        v = mu * v + g / g.flatten(1).abs().sum(1).view(-1, 1, 1, 1)
+        z = (z + step * v / v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).clamp(0, 1)
+    assert torch.allclose(out, z, atol=1e-6)
+    assert not torch.allclose(out, pgd_maximize(objective, x, eps=10.0, step_size=step, steps=3), atol=1e-4)
+
+
+def test_argmin_pgd_is_a_stronger_or_equal_training_attack(tiny_model, images):
+    """On the cross-entropy attack: the best iterate never lowers the loss below the final one's, and the default
+    arguments give the plain PGD of the paper's stage 2 (bit for bit)."""
+    x, y = images
+    kw = dict(eps=0.5, step_size=0.3, steps=5, norm="L2")
+    plain = pgd_attack(tiny_model, x, y, **kw)
+    assert torch.equal(plain, pgd_attack(tiny_model, x, y, momentum=0.0, best_iterate=False, **kw))
+    argmin = pgd_attack(tiny_model, x, y, momentum=0.9, best_iterate=True, **kw)
+    last = pgd_attack(tiny_model, x, y, momentum=0.9, **kw)
+    ce = lambda z: F.cross_entropy(tiny_model(z), y, reduction="none")  # noqa: E731
+    with torch.no_grad():
+        assert (ce(argmin) >= ce(last) - 1e-5).all()

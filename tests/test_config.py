@@ -27,6 +27,7 @@ TRAIN_JSON_RECORD = REPO / "tests" / "config" / "train_json.sha256.json"
 # JSON path of each enum in the schema (array items and $defs resolved by hand) -> its registry tuple
 ENUMS = {
     "$defs.attack.properties.norm": registry.NORMS,
+    "$defs.method.properties.augment.properties.fill": registry.FILLS,
     "$defs.augmentation": registry.AUGMENTATIONS,
     "$defs.method.properties.optimizer.properties.name": registry.OPTIMIZERS,
     "$defs.method.properties.optimizer.properties.schedule": registry.SCHEDULES,
@@ -63,6 +64,8 @@ DATACLASS_ONLY_DEFAULTS = {
     ("OptimizerConfig", "betas"), ("OptimizerConfig", "milestones"), ("AugmentConfig", "bce"),
     ("BCEConfig", "batch_size"), ("BCEConfig", "ood_set"), ("RatioConfig", "batch_size"), ("RatioConfig", "ood_set"),
     ("SGLDConfig", "batch_size"), ("SnapshotConfig", "n_pgd"), ("SnapshotConfig", "n_samples"),
+    # RATIO's ArgminPGD and mean fills (issue 21 item 7): absent from a block, its train.json stays what it was
+    ("AttackConfig", "momentum"), ("AttackConfig", "best_iterate"), ("AugmentConfig", "fill"),
 }
 DATACLASSES = (cfg_lib.TrainConfig, cfg_lib.AttackConfig, cfg_lib.OptimizerConfig, cfg_lib.AugmentConfig,
                cfg_lib.BCEConfig, cfg_lib.RatioConfig, cfg_lib.SGLDConfig, cfg_lib.EBJDATConfig, cfg_lib.SnapshotConfig)

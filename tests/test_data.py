@@ -151,3 +151,30 @@ def test_prepare_cli_writes_a_balanced_subset_and_ood_set(tmp_path):
     write_json(bad, tmp_path / "bad.json")
     with pytest.raises(ValueError, match="expects uint8"):
         prepare.main(["splits", "--config", str(tmp_path / "bad.json"), "--out-dir", str(tmp_path / "bad")])
+
+
+def test_mean_colour_fills_of_crop_autoaugment_and_cutout():
+    """RATIO's CIFAR augmentation (augment.fill: mean): crop padding and Cutout take the dataset's mean colour,
+    AutoAugment's uncovered pixels int(255 * mean); the default fill stays zero."""
+    mean = (0.4914, 0.4822, 0.4465)
+    white = torch.ones(3, 32, 32)
+    torch.manual_seed(3)
+    for _ in range(5):
+        out = build_transform(["crop"], 32, crop_padding=4, fill=mean)(white)
+        border = out[:, (out != 1).any(0)]  # the padded pixels that came into view
+        if border.numel():
+            assert torch.allclose(border, torch.tensor(mean).view(3, 1).expand_as(border))
+        zero = build_transform(["crop"], 32, crop_padding=4)(white)
+        assert set(zero.unique().tolist()) <= {0.0, 1.0}
+    cut = build_transform(["cutout"], 32, cutout_size=16, fill=mean)(white)
+    hole = (cut != 1).any(0)
+    assert hole.sum() >= 64 and torch.allclose(cut[:, hole], torch.tensor(mean).view(3, 1).expand(3, int(hole.sum())))
+    from torchvision.transforms import v2
+
+    mean_int = [int(255 * v) for v in mean]  # RATIO's mean_int: (125, 122, 113)
+    auto = build_transform(["autoaugment"], 32, fill=mean).transforms[0]
+    assert auto.op.fill == mean_int == [125, 122, 113]
+    assert build_transform(["autoaugment"], 32).transforms[0].op.fill is None
+    # what the fill does in AutoAugment's geometric ops: the corner a rotation uncovers takes that colour
+    rotated = v2.functional.rotate(torch.full((3, 32, 32), 255, dtype=torch.uint8), 45.0, fill=auto.op.fill)
+    assert rotated[:, 0, 0].tolist() == mean_int
