@@ -25,7 +25,8 @@ VIEWS = (cfg_lib.DatasetConfig, cfg_lib.ThreatModel, cfg_lib.SamplingConfig, cfg
          cfg_lib.PGDConfig, cfg_lib.AutoAttackConfig, cfg_lib.FIDConfig, cfg_lib.InceptionScoreConfig,
          cfg_lib.OODEvalConfig, cfg_lib.ECEConfig, cfg_lib.CounterfactualConfig, cfg_lib.IntervalConfig)
 # keys of a schema block that are no field of its view: the workflow leaves them out of the run's dataset block
-NOT_FIELDS = {"DatasetConfig": {"label", "sampling", "evaluate"}}
+# SamplingConfig.if_present: resolved away by dat.resolve (Resolved.sampling) before run.json is written
+NOT_FIELDS = {"DatasetConfig": {"label", "sampling", "evaluate"}, "SamplingConfig": {"if_present"}}
 EXTRA_FIELDS = {"DatasetConfig": {"name"}}  # the dataset's key, added by the workflow
 # fields with a default although the schema declares none (dat.config says why)
 VIEW_ONLY_DEFAULTS = {
