@@ -103,7 +103,7 @@ def pgd_maximize(
         delta = project(noise * eps, eps, norm)
         delta = (x + delta).clamp(0, 1) - x
     velocity = torch.zeros_like(x) if momentum else None
-    best, best_value = delta.clone(), None
+    best, best_value = None, None  # best_iterate: each example's best delta so far and its objective
     for _ in range(steps):
         x_adv = (x + delta).requires_grad_(True)
         value = objective(x_adv)
@@ -125,9 +125,10 @@ def pgd_maximize(
     return (x + delta).detach()
 
 
-def _keep_best(best: torch.Tensor, best_value: torch.Tensor | None, delta: torch.Tensor,
+def _keep_best(best: torch.Tensor | None, best_value: torch.Tensor | None, delta: torch.Tensor,
                value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example, ``delta`` where its objective ``value`` exceeds ``best_value`` (ties keep the earlier one)."""
+    """Per example, ``delta`` where its objective ``value`` exceeds ``best_value`` (ties keep the earlier one);
+    ``delta`` itself at the first call (``best_value`` None)."""
     if best_value is None:
         return delta.detach().clone(), value
     better = value > best_value

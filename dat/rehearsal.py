@@ -39,6 +39,7 @@ from dat import cli
 from dat.data import _photos
 from dat.fixture_markers import checkpoint_complete, checkpoint_marker, data_complete, data_marker
 from dat.io import read_json, write_json
+from dat.registry import TINY_IMAGES_EXCLUSIONS, TINY_IMAGES_FILE
 
 FOOLBOX_WHEEL = Path(__file__).resolve().parents[1] / ".whl/foolbox-3.3.4-py3-none-any.whl"
 # ImageNet class index -> images per split: RestrictedImageNet super-classes dog (151, 152), cat (281), frog (30),
@@ -159,8 +160,6 @@ def write_tiny_images(root: str | Path, wheel: str | Path = FOOLBOX_WHEEL, n_pho
     """``tiny_images.bin`` holding the 40 real CIFAR-10/100 images of the wheel and ``n_photos`` 32 px photo crops in a
     random order, and the exclusion lists of :data:`dat.registry.TINY_IMAGES_EXCLUSIONS` naming every CIFAR image
     (spread over the lists, a few in two of them, each in its list's numbering: 80mn_cifar_idxs.txt from 1)."""
-    from dat.registry import TINY_IMAGES_EXCLUSIONS, TINY_IMAGES_FILE
-
     cifar = np.concatenate([foolbox_images("cifar10", wheel)[0], foolbox_images("cifar100", wheel)[0]])
     photos = np.stack([np.asarray(Image.fromarray(p).resize((32, 32), Image.BICUBIC)) for p in photo_crops(n_photos, seed)])
     rng = np.random.default_rng(seed)

@@ -275,11 +275,15 @@ class Resolved:
         """The run's method block deep-merged with its ``train_overrides`` (a copy)."""
         return copy.deepcopy(self._methods[run])
 
+    @cached_property
+    def _samplings(self) -> dict[str, dict]:
+        return {name: self._if_present(deep_merge(self.config["sampling"], ds.get("sampling")), name, "sampling")
+                for name, ds in self.datasets.items()}
+
     def sampling(self, dataset: str) -> dict:
         """The sampling block of ``dataset``: the global one deep-merged with the dataset's ``sampling`` keys, its
-        ``if_present`` keys set when their file is present (:meth:`_if_present`)."""
-        merged = deep_merge(self.config["sampling"], self.datasets[dataset].get("sampling"))
-        return self._if_present(merged, dataset, "sampling")
+        ``if_present`` keys set when their file is present (:meth:`_if_present`; a copy)."""
+        return copy.deepcopy(self._samplings[dataset])
 
     def run_sampling(self, run: str) -> dict:
         """The sampling block of a run: its dataset's, with the run's ``sampling_overrides`` (steps_grid) merged."""
@@ -373,10 +377,7 @@ class Resolved:
     def left_out(self) -> list[str]:
         """One line per ``rows_if_present`` row left out of its table, naming the file that adds it, and one per
         state of an ``if_present`` block (on: the file that turned it on; off: the file that would)."""
-        self.tables  # noqa: B018 (resolves them)
-        for dataset in self.datasets:
-            self.sampling(dataset)
-        self._methods  # noqa: B018
+        self.tables, self._samplings, self._methods  # noqa: B018 (resolves them)
         return list(self._left_out) + list(self._switches)
 
     def table_rows(self, name: str) -> dict[str, str]:
@@ -404,10 +405,7 @@ class Resolved:
     def training_starts(self, run: str) -> str:
         """Where the run's contrastive chains (DAT) or out-batches (RATIO) start in training: ``noise``, the name of
         its auxiliary set, or ``none`` for a method without either."""
-        aux = self.aux_block(run)
-        if not aux:
-            return "none"
-        return aux["ood_set"] if aux.get("init") == "ood" else "noise"
+        return chain_source({"init": "train"}, self._methods[run]) if self.aux_block(run) else "none"
 
     def spec_rows(self, rows: dict[str, str], seeds: bool = False, label_starts: bool = False) -> list[dict]:
         """Spec rows (:mod:`dat.report_spec`) of label -> run: the printed label says what a RATIO run was trained
