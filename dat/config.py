@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from dat.registry import (ALL_OOD_SETS, AUGMENTATIONS, AUTOATTACK_VERSIONS, CHAIN_STARTS, CHANNELS, CHECKPOINTS,
-                          DIVERGENCE_ACTIONS, FID_EXTRACTORS, FILLS, NORMS, OPTIMIZERS, PRECISIONS, ROOTED_OOD_SETS,
-                          SAMPLING_STARTS, SCHEDULES, SOURCES, WEIGHTS)
+                          DIVERGENCE_ACTIONS, FID_EXTRACTORS, FILLS, INTERPOLATIONS, NORMS, OPTIMIZERS, PRECISIONS,
+                          ROOTED_OOD_SETS, SAMPLING_STARTS, SCHEDULES, SOURCES, WEIGHTS)
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # package data
 
@@ -220,12 +220,18 @@ class AugmentConfig:
     crop_padding: int = _d("AugmentConfig", "crop_padding")
     cutout_size: int = _d("AugmentConfig", "cutout_size")
     fill: str = "zero"  # not a schema default (train.json keeps its keys when absent); ``mean``: RATIO's fills
+    ood: tuple | None = None  # auxiliary OOD images (chain starts, RATIO's out-batches); None: as ``bce``
 
     def __post_init__(self) -> None:
         _check_name(self.fill, FILLS, "train.augment.fill")
-        for branch in ("at", "bce"):
-            for name in getattr(self, branch):
+        for branch in ("at", "bce", "ood"):
+            for name in getattr(self, branch) or ():
                 _check_name(name, AUGMENTATIONS, f"train.augment.{branch}")
+
+    @property
+    def ood_images(self) -> tuple:
+        """The augmentation of the auxiliary OOD stream: ``ood`` when given, else the BCE branch's."""
+        return self.bce if self.ood is None else self.ood
 
 
 def _check_auxiliary_images(init: str, ood_set: str | None, block: str) -> None:
@@ -434,6 +440,7 @@ class DatasetConfig:
     std: tuple
     download: bool = _d("DatasetConfig", "download")
     crop_fraction: float = _d("DatasetConfig", "crop_fraction")
+    test_interpolation: str = "bilinear"  # not a schema default: dataset.json keeps its keys when absent
     n_train: int | None = _d("DatasetConfig", "n_train")
     subset_seed: int = _d("DatasetConfig", "subset_seed")
     ood_sets: tuple = _d("DatasetConfig", "ood_sets")
@@ -448,6 +455,7 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         _check_name(self.source, SOURCES, "dataset.source")
         _check_name(self.channels, CHANNELS, "dataset.channels")
+        _check_name(self.test_interpolation, INTERPOLATIONS, "dataset.test_interpolation")
         for name in self.ood_sets:
             _check_name(name, ALL_OOD_SETS, "dataset.ood_sets")
         for name in self.ood_roots or {}:

@@ -42,7 +42,6 @@ from dat.registry import find_idx as _find_idx
 # indices (inclusive) in the sorted-wnid order: dog, cat, frog, turtle, bird, primate, fish, crab, insect
 RESTRICTED_IMAGENET_RANGES = ((151, 268), (281, 285), (30, 32), (33, 37), (80, 100), (365, 382), (389, 397),
                               (118, 121), (300, 319))
-CENTER_CROP_FRACTION = 224 / 256  # augmentation resize_center_crop: ImageNet's Resize(256) + CenterCrop(224)
 
 
 # -- conversion ------------------------------------------------------------------------------------------------
@@ -113,62 +112,148 @@ def _read_cifar_batches(folder: Path, split: str, fine: bool = True) -> tuple[np
     return np.concatenate(xs).transpose(0, 2, 3, 1).copy(), np.concatenate(ys)
 
 
+IMAGE_VIEWS = ("centre", "whole", "random_resized_crop")
+RESIZE_MODES = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+
+
+def random_resized_box(rng: np.random.Generator, height: int, width: int, scale: tuple = (0.08, 1.0),
+                       ratio: tuple = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """The box (top, left, h, w) of one random-resized crop, drawn from ``rng``.
+
+    Follows torchvision's ``RandomResizedCrop.get_params``: up to 10 tries of an area fraction uniform in ``scale``
+    and a log-uniform aspect ratio in ``ratio``; when none fits, the whole image cropped to the nearest allowed
+    aspect ratio, centred. A numpy generator (not torch's global one) makes the box a function of the image's own
+    seed, whatever thread decodes it.
+    """
+    area = height * width
+    log_ratio = np.log(ratio)
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    w, h = width, height
+    if width / height < min(ratio):
+        h = int(round(w / min(ratio)))
+    elif width / height > max(ratio):
+        w = int(round(h * max(ratio)))
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
 class ImageFiles:
     """Image files decoded on access, indexable like a uint8 (N, size, size, channels) array.
 
-    Each image is converted to RGB (or L), its shorter side resized to ``round(size / crop_fraction)`` (torchvision's
-    Resize on PIL: bilinear, antialiased) and the central size x size square kept (CenterCrop): ``crop_fraction`` 0.875 is the standard ImageNet evaluation
-    view (resize 256, centre crop 224), 1.0 keeps the whole central square (training images, which the augmentation
-    crops further). ``x[i]`` gives (size, size, channels); a slice or an index array gives a stacked array, decoded by
-    ``workers`` threads (PIL releases the GIL while decoding). Picklable, so DataLoader workers can hold it.
+    Each image is converted to RGB (or L), then cut to one of three views (``view``):
+
+    - ``centre``: the shorter side resized to ``floor(size / crop_fraction)`` and the central size x size square kept
+      (torchvision ``Resize`` + ``CenterCrop`` on PIL, antialiased). ``crop_fraction`` 0.875 is the ImageNet
+      evaluation view (224 px: resize 256, crop 224; 256 px: resize 292, crop 256, the authors'
+      evaluate_imagenet_robustbench.py and timm's ``floor(size / crop_pct)``), with ``interpolation`` (``bicubic``
+      in the authors' ImageNet test transform). 1.0 is the whole central square, ``Resize(size)`` +
+      ``CenterCrop(size)`` bilinear: the authors' generation view (imagenet_augmentation.py ``generation_id``), which
+      the BCE branch, the FID reference and the counterfactual references read.
+    - ``whole``: the whole decoded picture, no resize, (H, W, channels) of the file's own size: what a training
+      stream whose augmentation begins with ``random_resized_crop`` reads (:func:`stream_images`), so that the crop
+      box is drawn over the whole picture as torchvision's ImageFolder pipelines do. Only single items.
+    - ``random_resized_crop``: one fixed random-resized crop (scale 0.08-1, bilinear, to size x size) and a
+      horizontal flip with probability 0.5 per image, drawn from the image's own ``crop_seeds`` entry: the authors'
+      Open Images FID seed pool (data/OpenImage-O-large/make_openimages_50K_val_fideval.py, ``RandomResizedCrop(256)``
+      + ``RandomHorizontalFlip`` saved once with seed 0).
+
+    ``x[i]`` gives one image; a slice or an index array gives a stacked array, decoded by ``workers`` threads (PIL
+    releases the GIL while decoding). Picklable, so DataLoader workers can hold it.
+
+    Raises:
+        ValueError: an unknown view or interpolation, ``crop_fraction`` outside (0, 1], a ``random_resized_crop``
+            view without one seed per path, or a batch of the ``whole`` view.
     """
 
     dtype = np.dtype(np.uint8)
 
     def __init__(self, paths: Sequence[str], size: int, channels: int = 3, crop_fraction: float = 0.875,
-                 workers: int | None = None):
+                 workers: int | None = None, view: str = "centre", interpolation: str = "bilinear",
+                 crop_seeds: Sequence[int] | None = None):
         if not 0 < crop_fraction <= 1:
             raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+        if view not in IMAGE_VIEWS:
+            raise ValueError(f"image view must be one of {', '.join(IMAGE_VIEWS)}, got {view!r}")
+        if interpolation not in RESIZE_MODES:
+            raise ValueError(f"interpolation must be one of {', '.join(RESIZE_MODES)}, got {interpolation!r}")
         self.paths = np.asarray(paths, dtype=str)
         self.size, self.channels, self.crop_fraction = int(size), int(channels), float(crop_fraction)
+        self.view, self.interpolation = view, interpolation
+        self.crop_seeds = None if crop_seeds is None else np.asarray(crop_seeds, dtype=np.int64)
+        if view == "random_resized_crop" and (self.crop_seeds is None or len(self.crop_seeds) != len(self.paths)):
+            raise ValueError(f"the random_resized_crop view needs one crop seed per image ({len(self.paths)} images, "
+                             f"{'no' if self.crop_seeds is None else len(self.crop_seeds)} seeds)")
         self.workers = workers or min(8, os.cpu_count() or 1)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.paths), self.size, self.size, self.channels)
+    def shape(self) -> tuple:
+        """(N, size, size, channels); (N, None, None, channels) for the ``whole`` view (each file its own size)."""
+        side = None if self.view == "whole" else self.size
+        return (len(self.paths), side, side, self.channels)
 
     @property
     def ndim(self) -> int:
         return 4
 
-    def decode(self, path: str) -> np.ndarray:
-        """One image file -> uint8 (size, size, channels). Raises OSError naming the file when it cannot be read."""
+    def _decode(self, i: int) -> np.ndarray:
+        """Image ``i`` -> uint8 (size, size, channels) (``whole``: (H, W, channels)). Raises OSError naming the file
+        when it cannot be read."""
         from torchvision.transforms.v2 import functional as tvf
 
+        path = self.paths[i]
         try:
             with Image.open(path) as img:
                 img = img.convert("L" if self.channels == 1 else "RGB")
-                img = tvf.resize(img, round(self.size / self.crop_fraction), interpolation=v2.InterpolationMode.BILINEAR)
-                arr = np.array(tvf.center_crop(img, self.size), dtype=np.uint8)  # writable
+                if self.view == "centre":
+                    # floor: the authors' and timm's scale size (256 px at 0.875: 292, not 293)
+                    mode = RESIZE_MODES["bilinear" if self.crop_fraction == 1 else self.interpolation]
+                    img = tvf.resize(img, math.floor(self.size / self.crop_fraction), interpolation=mode)
+                    img = tvf.center_crop(img, self.size)
+                elif self.view == "random_resized_crop":
+                    rng = np.random.default_rng(int(self.crop_seeds[i]))
+                    top, left, h, w = random_resized_box(rng, img.height, img.width)
+                    img = tvf.resized_crop(img, top, left, h, w, [self.size, self.size],
+                                           interpolation=v2.InterpolationMode.BILINEAR)
+                    if rng.random() < 0.5:
+                        img = tvf.horizontal_flip(img)
+                arr = np.array(img, dtype=np.uint8)  # writable
         except OSError as err:
             raise OSError(f"cannot read image {path}: {err}") from err
         return arr[..., None] if self.channels == 1 else arr
 
+    def _subset(self, index, **changes) -> "ImageFiles":
+        fields = dict(paths=self.paths[index], size=self.size, channels=self.channels,
+                      crop_fraction=self.crop_fraction, workers=self.workers, view=self.view,
+                      interpolation=self.interpolation,
+                      crop_seeds=None if self.crop_seeds is None else self.crop_seeds[index])
+        return ImageFiles(**(fields | changes))
+
     def take(self, index) -> "ImageFiles":
-        """A lazy subset (nothing is decoded)."""
-        return ImageFiles(self.paths[index], self.size, self.channels, self.crop_fraction, self.workers)
+        """A lazy subset (nothing is decoded); each image keeps its crop seed."""
+        return self._subset(index)
+
+    def with_view(self, view: str) -> "ImageFiles":
+        """The same files in another view (see the class docstring)."""
+        return self._subset(slice(None), view=view)
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            return self.decode(self.paths[index])
-        paths = self.paths[index]
-        if len(paths) == 0:
+            return self._decode(int(index) % len(self.paths) if index < 0 else int(index))
+        rows = np.arange(len(self.paths))[index]
+        if self.view == "whole":
+            raise ValueError("the whole-image view decodes one image at a time (each keeps its own size): index it "
+                             "with an integer")
+        if len(rows) == 0:
             return np.zeros((0, self.size, self.size, self.channels), np.uint8)
         with ThreadPoolExecutor(self.workers) as pool:
-            return np.stack(list(pool.map(self.decode, paths)))
+            return np.stack(list(pool.map(self._decode, rows)))
 
     def __array__(self, dtype=None, copy=None):
         out = self[:]
@@ -182,11 +267,16 @@ def take(x, index):
 
 def save_images(path: str | os.PathLike, x, y: np.ndarray | None = None) -> None:
     """Write a split: arrays as npz keys ``x`` (and ``y``); :class:`ImageFiles` as a file index (keys ``paths``,
-    ``size``, ``channels``, ``crop_fraction``) that :func:`open_images` turns back into the same lazy images."""
+    ``size``, ``channels``, ``crop_fraction``, and where they differ from the default centre view ``view``,
+    ``interpolation``, ``crop_seeds``) that :func:`open_images` turns back into the same lazy images."""
     from dat.io import save_npz
 
     extra = {} if y is None else {"y": np.asarray(y, np.int64)}
     if isinstance(x, ImageFiles):
+        if x.view != "centre" or x.interpolation != "bilinear":  # files of the default view keep their keys
+            extra |= {"view": np.str_(x.view), "interpolation": np.str_(x.interpolation)}
+        if x.crop_seeds is not None:
+            extra["crop_seeds"] = x.crop_seeds
         save_npz(path, paths=x.paths, size=np.int64(x.size), channels=np.int64(x.channels),
                  crop_fraction=np.float64(x.crop_fraction), **extra)
     else:
@@ -209,7 +299,10 @@ def open_images(path: str | os.PathLike, labels: bool = True):
         if "x" in f:
             x = f["x"]
         elif "paths" in f:
-            x = ImageFiles(f["paths"], int(f["size"]), int(f["channels"]), float(f["crop_fraction"]))
+            x = ImageFiles(f["paths"], int(f["size"]), int(f["channels"]), float(f["crop_fraction"]),
+                           view=str(f["view"]) if "view" in f else "centre",
+                           interpolation=str(f["interpolation"]) if "interpolation" in f else "bilinear",
+                           crop_seeds=f["crop_seeds"] if "crop_seeds" in f else None)
         else:
             raise ValueError(f"{path}: neither images (key x) nor an image-file index (key paths); keys {list(f)}")
         return x, (f["y"].astype(np.int64) if labels else None)
@@ -236,7 +329,8 @@ def _unpack_imagenet(root: str) -> None:
 
 
 def imagenet_files(root: str, split: str, restricted: bool = False, size: int = 224, channels: int = 3,
-                   crop_fraction: float = 0.875, classes: Sequence[int] | None = None) -> tuple[ImageFiles, np.ndarray]:
+                   crop_fraction: float = 0.875, classes: Sequence[int] | None = None,
+                   interpolation: str = "bilinear") -> tuple[ImageFiles, np.ndarray]:
     """ImageNet (or RestrictedImageNet) images of one split, as a lazy file index.
 
     Args:
@@ -244,7 +338,8 @@ def imagenet_files(root: str, split: str, restricted: bool = False, size: int = 
         split: ``train`` or ``test`` (the validation set).
         restricted: keep the 9 RestrictedImageNet super-classes (labels 0-8 in the order of
             :data:`RESTRICTED_IMAGENET_RANGES`) instead of the 1000 classes.
-        size, channels, crop_fraction: see :class:`ImageFiles` (training images keep the whole central square).
+        size, channels, crop_fraction, interpolation: the centre view of :class:`ImageFiles` (training images:
+            crop_fraction 1.0, the whole central square).
         classes: keep only these ImageNet class indices (labels stay ImageNet's); for OOD sets.
 
     Returns:
@@ -275,11 +370,11 @@ def imagenet_files(root: str, split: str, restricted: bool = False, size: int = 
         files = [str(p) for p in _list_images(folder / wnids[i])]
         paths += files
         labels += [label_of[i]] * len(files)
-    return ImageFiles(paths, size, channels, crop_fraction), np.asarray(labels, np.int64)
+    return ImageFiles(paths, size, channels, crop_fraction, interpolation=interpolation), np.asarray(labels, np.int64)
 
 
 def load_split(source: str, root: str, split: str, download: bool = False, image_size: int | None = None,
-               crop_fraction: float = 0.875):
+               crop_fraction: float = 0.875, interpolation: str = "bilinear"):
     """Load one split of a dataset.
 
     Args:
@@ -288,8 +383,9 @@ def load_split(source: str, root: str, split: str, download: bool = False, image
         root: folder with the raw files (or that receives them when ``download``).
         split: ``"train"`` or ``"test"``.
         download: fetch missing files with torchvision's downloader (checksums verified).
-        image_size, crop_fraction: the decoded size of ImageNet images (the test split's centre-crop fraction;
-            training images keep the whole central square).
+        image_size, crop_fraction, interpolation: the decoded size of ImageNet images, the test split's
+            centre-crop fraction and resize interpolation (training images keep the whole central square, bilinear:
+            see :class:`ImageFiles`).
 
     Returns:
         x uint8 (N, H, W, C) (an :class:`ImageFiles` for the ImageNet sources) and y int64 (N,).
@@ -305,7 +401,7 @@ def load_split(source: str, root: str, split: str, download: bool = False, image
         if missing_files(source, root, False) == [] and not (Path(root) / "train").is_dir():
             _unpack_imagenet(root)  # the archives are there
         return imagenet_files(root, split, restricted=source == "restricted_imagenet", size=image_size or 224,
-                              crop_fraction=1.0 if split == "train" else crop_fraction)
+                              crop_fraction=1.0 if split == "train" else crop_fraction, interpolation=interpolation)
     message = missing_message(source, root, download)
     if message:
         raise FileNotFoundError(message)
@@ -480,9 +576,13 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
         n: images wanted; sets with fewer images return all they have (no repeats).
         channels, image_size: the in-distribution format. Array sets (the datasets' 32 px images, digits, photo
             crops, user files) are resized with PIL bicubic (:func:`_convert`: CIFAR/SVHN upsampled 32 -> 224 px as
-            RestrictedImageNet OOD sets, paper Table 12); folder sets keep :class:`ImageFiles`' view, shorter side to
-            ``round(image_size / 0.875)`` with PIL bilinear (antialiased) and the centre square (ImageNetOD at 32 px
-            for CIFAR, paper Tables 10-11); ``noise`` is drawn at ``image_size`` directly (authors' code:
+            RestrictedImageNet OOD sets, paper Table 12); ``imagenet_minus_rimagenet`` keeps the test images' centre
+            view of :class:`ImageFiles` (shorter side to ``floor(image_size / 0.875)``, PIL bilinear, antialiased;
+            ImageNetOD at 32 px for CIFAR, paper Tables 10-11); ``openimages`` gets one fixed random-resized crop and
+            flip per image (the ``random_resized_crop`` view, each image's seed drawn from ``seed``: the authors'
+            Open Images FID seed pool, data/OpenImage-O-large/make_openimages_50K_val_fideval.py; a training stream
+            whose augmentation starts with ``random_resized_crop`` reads the whole picture instead,
+            :func:`stream_images`); ``noise`` is drawn at ``image_size`` directly (authors' code:
             InNOutRobustness/utils/datasets/noise_datasets.py).
         seed: makes the selection and crops deterministic.
         root, download: where a dataset OOD set lives, and whether to download it there when missing.
@@ -516,8 +616,11 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
             outside = [i for i in range(len(_imagenet_classes(root))) if i not in inside]
             files = imagenet_files(root, split, size=image_size, channels=channels, classes=outside)[0]
         else:
-            files = ImageFiles([str(p) for p in _list_images(Path(root))], image_size, channels)
-        return files.take(np.sort(rng.permutation(len(files))[:n]))  # decoded on access (350k Open Images)
+            paths = np.asarray([str(p) for p in _list_images(Path(root))], dtype=str)
+            chosen = np.sort(rng.permutation(len(paths))[:n])
+            return ImageFiles(paths[chosen], image_size, channels, view="random_resized_crop",
+                              crop_seeds=rng.integers(0, 2**63 - 1, size=len(chosen)))  # decoded on access
+        return files.take(np.sort(rng.permutation(len(files))[:n]))
     if name == "noise":
         return rng.integers(0, 256, size=(n, image_size, image_size, channels), dtype=np.uint8)
     if name == "mnist5k":
@@ -602,9 +705,10 @@ def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4
 
     Names (``dat.registry.AUGMENTATIONS``): ``crop`` (RandomCrop with zero padding), ``flip`` (horizontal),
     ``autoaugment`` (CIFAR10 policy), ``cutout``, and for ImageNet-sized images ``random_resized_crop`` (torchvision,
-    scale (0.08, 1), back to ``image_size``), ``resize_center_crop`` (deterministic: resize to
-    ``round(image_size / CENTER_CROP_FRACTION)`` with antialiasing, then the centre ``image_size`` square: the view
-    of torchvision's ImageNet ``Resize(256)`` + ``CenterCrop(224)``), ``color_jitter`` (brightness, contrast and
+    scale (0.08, 1), back to ``image_size``), ``resize_center_crop`` (deterministic: shorter side resized to
+    ``image_size`` with antialiasing, then the centre ``image_size`` square: the authors' generation view,
+    ``Resize(size)`` + ``CenterCrop(size)`` of imagenet_augmentation.py ``generation_id``; on an image already
+    ``image_size`` square, the prepared training view, it changes nothing), ``color_jitter`` (brightness, contrast and
     saturation 0.1) and ``lighting`` (:class:`Lighting`); ``none`` or an empty list is the identity. The paper uses
     crop+flip+AutoAugment+Cutout for AT-CE and crop+flip for BCE on CIFAR (Sec. 3.4, Table 6); RestrictedImageNet
     uses random-resized-crop + flip + jitter + lighting for AT-CE and, for the mild BCE branch of the ImageNet-scale
@@ -630,7 +734,7 @@ def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4
         elif name == "random_resized_crop":
             ops.append(v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True))
         elif name == "resize_center_crop":
-            ops += [v2.Resize(round(image_size / CENTER_CROP_FRACTION), antialias=True), v2.CenterCrop(image_size)]
+            ops += [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
         elif name == "color_jitter":
             ops.append(v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1))
         elif name == "lighting":
@@ -638,6 +742,19 @@ def build_transform(names: Sequence[str], image_size: int, crop_padding: int = 4
         elif name != "none":
             raise ValueError(f"unknown augmentation {name!r}: {', '.join(AUGMENTATIONS)}")
     return v2.Compose(ops) if ops else (lambda img: img)
+
+
+def stream_images(x, augmentation: Sequence[str]):
+    """The images a training stream with ``augmentation`` reads from ``x``.
+
+    An :class:`ImageFiles` set whose stream starts with ``random_resized_crop`` is read whole (its ``whole`` view):
+    torchvision's ``RandomResizedCrop`` draws its box over the whole decoded picture in the authors' ImageNet
+    pipelines (imagenet_augmentation.py ``madry`` for AT-CE, ``generation_od`` for the Open Images starts), not over
+    the stored centre square. Everything else is read as stored.
+    """
+    if isinstance(x, ImageFiles) and len(augmentation) and augmentation[0] == "random_resized_crop":
+        return x.with_view("whole")
+    return x
 
 
 class ArrayDataset(torch.utils.data.Dataset):

@@ -1,5 +1,9 @@
 """CLI: FID reference statistics of the training set (Karras et al. protocol: samples vs training images).
 
+The images are the training split as stored: for ImageNet-scale sets the square view Resize(size) +
+CenterCrop(size) of :class:`dat.data.ImageFiles`, the view of the BCE positives (``resize_center_crop``) and of the
+authors' reference (their pytorch-fid fid_score2.py: CenterCrop(shorter side) + Resize(256)).
+
 Picks a class-balanced random subset of ``--n-ref`` training images (0 = all), computes their Inception features
 (``dat.inception``) batch by batch into running float64 sums (``dat.metrics.FeatureMoments``), and writes ``labels``
 (int64 (N,)), ``mu`` and ``sigma`` to an NPZ, and the extractor's name with the counts to a JSON. The per-image

@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     counts = {}
     for split in ("train", "test"):
         x, y = load_split(ds.source, ds.root, split, ds.download, image_size=ds.image_size,
-                          crop_fraction=ds.crop_fraction)
+                          crop_fraction=ds.crop_fraction, interpolation=ds.test_interpolation)
         check_split(x, y, ds, f"{ds.source} {split} split in {ds.root}")
         if split == "train" and ds.n_train:
             idx = balanced_subset(y, ds.n_train, ds.subset_seed)

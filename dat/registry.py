@@ -65,6 +65,7 @@ AUGMENTATIONS = ("crop", "flip", "autoaugment", "cutout", "random_resized_crop",
 # train.augment.fill: what crop padding, AutoAugment's geometric ops and Cutout fill with: zero (black), or the
 # dataset's mean colour (RATIO's CIFAR augmentation, the authors' InNOutRobustness cifar_augmentation.py)
 FILLS = ("zero", "mean")
+INTERPOLATIONS = ("bilinear", "bicubic")  # dataset.test_interpolation: the resize of image-file test views
 NORMS = ("L2", "Linf")  # train.attack.norm, train.ebjdat.attack_norm, datasets.<name>.threat_model.norm
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant", "multistep")

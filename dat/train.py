@@ -183,10 +183,11 @@ class Trainer:
         fill = tuple(ds["mean"]) if aug.fill == "mean" else None  # RATIO's mean-colour fills (augment.fill)
         make = lambda names: data_lib.build_transform(list(names), ds["image_size"], aug.crop_padding,  # noqa: E731
                                                       aug.cutout_size, fill)
-        self.at_stream = data_lib.ArrayDataset(x_train, y_train, make(aug.at))
+        # an image-file set is read whole by a stream that starts with random_resized_crop (data_lib.stream_images)
+        stream = lambda x, y, names: data_lib.ArrayDataset(data_lib.stream_images(x, names), y, make(names))  # noqa: E731
+        self.at_stream = stream(x_train, y_train, aug.at)
         # real images of the second branch: DAT's BCE batch, JEM's / EB-JDAT's p(x) batch (mild augmentation)
-        self.bce_stream = (data_lib.ArrayDataset(x_train, y_train, make(aug.bce))
-                           if self.cfg.bce or self.cfg.sgld else None)
+        self.bce_stream = stream(x_train, y_train, aug.bce) if self.cfg.bce or self.cfg.sgld else None
         self.ood_stream = None  # auxiliary OOD images (DAT chain starts, RATIO out-batches), mildly augmented
         if self.cfg.aux and self.cfg.aux.init == "ood":
             if aux_ood is None:
@@ -194,7 +195,7 @@ class Trainer:
             x_ood = data_lib.open_images(aux_ood, labels=False)[0]
             if x_ood.shape[1:] != x_train.shape[1:]:
                 raise ValueError(f"{aux_ood}: images {x_ood.shape[1:]} differ from the training images {x_train.shape[1:]}")
-            self.ood_stream = data_lib.ArrayDataset(x_ood, np.zeros(len(x_ood), np.int64), make(aug.bce))
+            self.ood_stream = stream(x_ood, np.zeros(len(x_ood), np.int64), aug.ood_images)
         self.model_kwargs = dict(
             arch=run["model"]["arch"], num_classes=self.num_classes, in_channels=ds["channels"], mean=ds["mean"], std=ds["std"],
             **run["model"].get("kwargs", {}),

@@ -40,6 +40,7 @@ ENUMS = {
     "properties.datasets.additionalProperties.properties.channels": registry.CHANNELS,
     "properties.datasets.additionalProperties.properties.ood_sets.items": registry.ALL_OOD_SETS,
     "properties.datasets.additionalProperties.properties.threat_model.properties.norm": registry.NORMS,
+    "properties.datasets.additionalProperties.properties.test_interpolation": registry.INTERPOLATIONS,
     "properties.models.additionalProperties.properties.arch": registry.ARCHITECTURES,
     "properties.models.additionalProperties.properties.kwargs.properties.norm": registry.WIDE_RESNET_NORMS,
     "properties.runs.additionalProperties.properties.init_from.oneOf.1.properties.format": registry.INIT_FORMATS,
@@ -66,6 +67,8 @@ DATACLASS_ONLY_DEFAULTS = {
     ("SGLDConfig", "batch_size"), ("SnapshotConfig", "n_pgd"), ("SnapshotConfig", "n_samples"),
     # RATIO's ArgminPGD and mean fills (issue 21 item 7): absent from a block, its train.json stays what it was
     ("AttackConfig", "momentum"), ("AttackConfig", "best_iterate"), ("AugmentConfig", "fill"),
+    # the OOD images' own augmentation (issue 21 item 3): absent, the starts take the bce list as before
+    ("AugmentConfig", "ood"),
 }
 DATACLASSES = (cfg_lib.TrainConfig, cfg_lib.AttackConfig, cfg_lib.OptimizerConfig, cfg_lib.AugmentConfig,
                cfg_lib.BCEConfig, cfg_lib.RatioConfig, cfg_lib.SGLDConfig, cfg_lib.EBJDATConfig, cfg_lib.SnapshotConfig)

@@ -78,21 +78,6 @@ def test_augmentations_keep_shape_and_range(names):
     assert out.min() >= 0 and out.max() <= 1
 
 
-def test_resize_center_crop_is_the_deterministic_centre_view():
-    """The mild BCE augmentation of the ImageNet-scale runs: resize by 256/224, centre crop, no randomness of its own."""
-    torch.manual_seed(0)
-    image = torch.rand(3, 224, 224)
-    transform = build_transform(["resize_center_crop"], 224)
-    out = transform(image)
-    assert out.shape == (3, 224, 224) and torch.equal(out, transform(image))  # the same crop every time
-    # the crop sits in the middle of the 256-pixel resize (an independent computation: bilinear, antialiased)
-    resized = torch.nn.functional.interpolate(image[None], size=(256, 256), mode="bilinear", antialias=True,
-                                              align_corners=False)[0]
-    assert torch.allclose(out, resized[:, 16:240, 16:240], atol=1e-5)
-    # any image size: the centre crop of a round(size * 256 / 224) resize, back at the dataset's size
-    assert build_transform(["resize_center_crop"], 28)(torch.rand(1, 28, 28)).shape == (1, 28, 28)
-
-
 def test_mild_imagenet_bce_augmentation_only_flips():
     torch.manual_seed(0)
     image = torch.rand(3, 64, 64)

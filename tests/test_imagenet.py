@@ -137,8 +137,8 @@ def test_imagenet_od_for_cifar_is_downsampled_to_32_px(imagenet_root, tmp_path):
     assert len(ood) == 5 and all("/val/" in p and (("n00000500" in p) or ("n00000999" in p)) for p in ood.paths)
     x = ood[:]
     assert x.shape == (5, 32, 32, 3) and x.dtype == np.uint8 and x.std() > 10  # real photographs at 32 px
-    with Image.open(ood.paths[0]) as img:  # shorter side 37 (bilinear, antialiased), centre 32 px
-        want = np.asarray(transforms.Compose([transforms.Resize(37), transforms.CenterCrop(32)])(img.convert("RGB")))
+    with Image.open(ood.paths[0]) as img:  # shorter side floor(32 / 0.875) = 36 (bilinear, antialiased), centre 32 px
+        want = np.asarray(transforms.Compose([transforms.Resize(36), transforms.CenterCrop(32)])(img.convert("RGB")))
     np.testing.assert_array_equal(x[0], want)
     with pytest.raises(ValueError, match="ood_roots.imagenet_minus_rimagenet"):  # neither --root nor ood_roots
         prepare.main(["ood", "--config", str(cfg), "--name", "imagenet_minus_rimagenet", "--out", str(out)])

@@ -32,6 +32,7 @@ EXTRA_FIELDS = {"DatasetConfig": {"name"}}  # the dataset's key, added by the wo
 VIEW_ONLY_DEFAULTS = {
     ("DatasetConfig", "ood_roots"), ("DatasetConfig", "threat_model"), ("DatasetConfig", "sampling_step_size"),
     ("DatasetConfig", "ood_eps"), ("DatasetConfig", "counterfactual_radii"), ("SamplingConfig", "ood_set"),
+    ("DatasetConfig", "test_interpolation"),  # absent: dataset.json keeps its keys (bilinear)
     ("EvaluateConfig", "n_clean"), ("EvaluateConfig", "pgd"), ("EvaluateConfig", "autoattack"),
     ("EvaluateConfig", "fid"), ("EvaluateConfig", "ood"), ("EvaluateConfig", "ece"),
     ("EvaluateConfig", "counterfactual"), ("PGDConfig", "n_examples"), ("AutoAttackConfig", "n_examples"),
