@@ -105,6 +105,30 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, previous: str | os.Path
         torch.save(obj, tmp)
 
 
+def atomic_link(source: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Make ``path`` the same file as ``source``: a hard link (no second copy on disk), or a copy where the file
+    system has no hard links; it replaces ``path`` atomically (``os.replace``), as :func:`atomic_torch_save` does.
+
+    Returns:
+        True for a hard link, False for a copy.
+
+    Raises:
+        FileNotFoundError: ``source`` is missing; OSError (ENOSPC) as :func:`atomic_torch_save` for a copy that
+        finds the disk full.
+    """
+    with _atomic_write(path) as tmp:
+        os.remove(tmp)  # os.link does not overwrite
+        try:
+            os.link(source, tmp)
+            linked = True
+        except FileNotFoundError:
+            raise
+        except OSError:  # EPERM / EXDEV / ENOTSUP: no hard links here
+            shutil.copyfile(source, tmp)
+            linked = False
+    return linked
+
+
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Write ``text`` to ``path`` atomically (a full disk: as :func:`atomic_torch_save`)."""
     with _atomic_write(path) as tmp, open(tmp, "w") as fh:

@@ -13,8 +13,10 @@ resumes from it (same step, curriculum, optimizer, EMA, RNG and data position); 
 run config (a changed hyperparameter) is kept as ``last.stale-<time>.pt`` and training starts afresh. Each new
 ``last.pt`` moves the one before to ``ckpt/last.prev.pt``: a ``last.pt`` that fails to load (truncated, a byte
 changed: every file is checked against the CRCs ``torch.save`` records) is kept as ``last.corrupt-<time>.pt`` and
-training resumes from ``last.prev.pt`` (or afresh), saying so in the log; a finished run deletes its
-``last.prev.pt``. A damaged ``--init`` fails before anything
+training resumes from ``last.prev.pt`` (or afresh), saying so in the log. A finished run deletes its
+``last.prev.pt`` and makes ``last.pt`` a hard link to its ``model.pt`` (one copy of the weights on disk; a copy where
+the file system has no hard links): a rerun after ``model.pt`` was deleted writes it back from there without
+training (:func:`finished_rerun`). A damaged ``--init`` fails before anything
 is written. Besides the rule's log (which Snakemake empties at each start), every attempt appends its log to
 ``ckpt/train.log``, headed by its time, host, pid and resume step; ``train_log.csv``'s ``time_s`` counts the
 training time of every attempt (kept in ``last.pt``). A non-finite
@@ -70,6 +72,7 @@ from dat.distributed import (
 from dat.io import (
     LOG_FORMAT,
     CorruptCheckpointError,
+    atomic_link,
     atomic_torch_save,
     checkpoint_advice,
     load_checkpoint,
@@ -422,6 +425,24 @@ class Trainer:
         return terms, logits[3] if cfg.ebjdat else logits[0], out
 
 
+def finished_rerun(ckpt: dict, source: Path, total_steps: int, model_out: Path, env: DistEnv = DistEnv()) -> int:
+    """A rerun of a finished run whose ``model.pt`` was deleted (Snakemake deletes a job's outputs before it reruns
+    it): ``source``, the ``last.pt`` the run left as a hard link to its ``model.pt``, becomes ``model_out`` again;
+    nothing is trained. Returns 0.
+
+    Raises:
+        ValueError: naming ``source``, when its step is not the run's last (a file that cannot be resumed from).
+    """
+    if int(ckpt["step"]) != total_steps:
+        raise ValueError(f"{source} holds the weights of step {ckpt['step']} without the optimizer state a resume needs "
+                         f"(this run trains {total_steps} steps): move it away to train from scratch")
+    if env.is_main:
+        atomic_link(source, model_out)
+    barrier(env)
+    log.info("%s is the finished run (step %d): wrote %s from it, nothing trained", source, ckpt["step"], model_out)
+    return 0
+
+
 def keep_last_good(last: Path, model_out: Path, diverged_at: int, reason: str) -> dict:
     """End a diverged run: write ``model_out`` from the last good resumable checkpoint, marked as diverged.
 
@@ -621,6 +642,8 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device, attempt
     if attempt is not None:
         attempt.open(args.ckpt_dir / ATTEMPT_LOG, f"resumed from {source.name} at step {ckpt['step']}"
                      if ckpt is not None else "fresh start")
+    if ckpt is not None and "optimizer" not in ckpt:  # the model.pt a finished run linked as its last.pt
+        return finished_rerun(ckpt, source, trainer.total_steps, args.model_out, env)
     if ckpt is not None:
         trainer.resume(ckpt, source)
         del ckpt
@@ -708,7 +731,10 @@ def _train(args: argparse.Namespace, env: DistEnv, device: torch.device, attempt
             return EXIT_INTERRUPTED
     save(last, resumable=True)
     save(args.model_out, resumable=False)
-    if env.is_main:  # the run is done: the fallback generation would only take disk (a 1.6 GB file at ImageNet scale)
+    if env.is_main:  # the run is done: one copy of its weights on disk, not three
+        # last.pt becomes model.pt's hard link (saves a last.pt per run: 2.7 GB for ConvNeXt-L with its AdamW state);
+        # a rerun after model.pt is lost reads it as the finished run (finished_rerun); the fallback generation goes
+        atomic_link(args.model_out, last)
         previous.unlink(missing_ok=True)
     log.info("wrote %s after %d steps in %.1f s (%.1f s of training over every attempt)", args.model_out,
              trainer.step, time.time() - t0, trainer.train_time_s())

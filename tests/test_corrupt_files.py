@@ -279,16 +279,48 @@ def test_a_damaged_last_pt_is_set_aside_and_training_resumes_from_the_one_before
 
 
 @needs_fmnist
-def test_a_finished_run_keeps_last_pt_only_and_model_pt_keeps_its_keys(workdir):
+def test_a_finished_run_keeps_one_copy_of_its_weights_and_a_rerun_restores_model_pt(workdir):
     """While a run trains, each new last.pt keeps the one before (test above: last.prev.pt at step 2 after a kill at
-    step 3); once model.pt is written the fallback generation is deleted (at ImageNet scale a 1.6 GB file per run)."""
+    step 3); once model.pt is written the fallback generation is deleted and last.pt becomes model.pt's hard link
+    (at ImageNet scale a 2.7 GB file per run saved). A rerun after model.pt was deleted (Snakemake deletes a job's
+    outputs before it reruns it) writes the same model.pt back from last.pt without training."""
     assert _train(workdir, "run", 5) == 0
-    ckpt = workdir / "run/ckpt"
-    last = torch.load(ckpt / "last.pt", weights_only=True)
-    assert last["step"] == 5 and last["train_time_s"] > 0 and not (ckpt / "last.prev.pt").exists()
-    model = torch.load(workdir / "run/model.pt", weights_only=True)
-    assert set(model) == MODEL_KEYS  # model.pt unchanged by the resume bookkeeping
+    ckpt, model_pt = workdir / "run/ckpt", workdir / "run/model.pt"
+    assert (ckpt / "last.pt").samefile(model_pt) and not (ckpt / "last.prev.pt").exists()
+    model = torch.load(model_pt, weights_only=True)
+    assert set(model) == MODEL_KEYS and model["step"] == 5  # model.pt unchanged by the resume bookkeeping
     assert not [p.name for p in ckpt.iterdir() if p.name.endswith(".tmp")]
+    content, rows = model_pt.read_bytes(), _rows(workdir / "run")
+    model_pt.unlink()
+    assert _train(workdir, "run", 5) == 0
+    assert model_pt.read_bytes() == content and (ckpt / "last.pt").samefile(model_pt)
+    assert _rows(workdir / "run") == rows  # nothing trained again
+    assert "is the finished run (step 5)" in (ckpt / "train.log").read_text()
+    # a longer budget is another run config: the finished weights are set aside (kept), training starts afresh
+    assert _train(workdir, "run", 6) == 0
+    stale = list(ckpt.glob("last.stale-*.pt"))
+    assert len(stale) == 1 and stale[0].read_bytes() == content
+    assert torch.load(model_pt, weights_only=True)["step"] == 6
+
+
+def test_atomic_link_copies_where_hard_links_fail(tmp_path, monkeypatch):
+    from dat.io import atomic_link
+
+    source, target = tmp_path / "model.pt", tmp_path / "ckpt/last.pt"
+    source.write_bytes(b"weights")
+    target.parent.mkdir()
+    target.write_bytes(b"older")
+    assert atomic_link(source, target) is True and target.samefile(source)
+
+    def no_links(*_args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert atomic_link(source, tmp_path / "copy.pt") is False
+    assert (tmp_path / "copy.pt").read_bytes() == b"weights" and not (tmp_path / "copy.pt").samefile(source)
+    with pytest.raises(FileNotFoundError):
+        atomic_link(tmp_path / "missing.pt", target)
+    assert target.read_bytes() == b"weights"  # untouched by the failed call
 
 
 @needs_fmnist

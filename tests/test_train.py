@@ -311,13 +311,14 @@ def test_data_parallel_stage2_matches_one_process_and_resumes(workdir):
     assert [float(r["auc"]) for r in rows_one] == pytest.approx([float(r["auc"]) for r in rows_two], abs=1e-6)
     # interrupted after 2 steps, then resumed: the same end as the uninterrupted data-parallel run
     stopped = _torchrun(workdir, workdir / "ddp.json", "part", 2, "--stop-after", "2")
-    assert stopped.returncode != 0 and torch.load(workdir / "part/ckpt/last.pt", weights_only=True)["step"] == 2
+    stopped_at = torch.load(workdir / "part/ckpt/last.pt", weights_only=True)
+    assert stopped.returncode != 0 and stopped_at["step"] == 2 and len(stopped_at["rng_ranks"]) == 2
     resumed = _torchrun(workdir, workdir / "ddp.json", "part", 2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     part = torch.load(workdir / "part/model.pt", weights_only=True)
     for key in two["model"]:
         assert torch.allclose(part["model"][key].float(), two["model"][key].float(), atol=1e-5), key
-    assert len(torch.load(workdir / "part/ckpt/last.pt", weights_only=True)["rng_ranks"]) == 2
+    assert (workdir / "part/ckpt/last.pt").samefile(workdir / "part/model.pt")  # the finished run: one copy
 
 
 def test_global_batch_must_split_over_processes(workdir):
