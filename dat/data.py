@@ -246,10 +246,10 @@ class ImageFiles:
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
             return self._decode(int(index) % len(self.paths) if index < 0 else int(index))
-        rows = np.arange(len(self.paths))[index]
         if self.view == "whole":
             raise ValueError("the whole-image view decodes one image at a time (each keeps its own size): index it "
                              "with an integer")
+        rows = np.arange(len(self.paths))[index]
         if len(rows) == 0:
             return np.zeros((0, self.size, self.size, self.channels), np.uint8)
         with ThreadPoolExecutor(self.workers) as pool:
@@ -615,12 +615,11 @@ def load_ood(name: str, n: int, channels: int, image_size: int, seed: int, root:
             inside = {i for lo, hi in RESTRICTED_IMAGENET_RANGES for i in range(lo, hi + 1)}
             outside = [i for i in range(len(_imagenet_classes(root))) if i not in inside]
             files = imagenet_files(root, split, size=image_size, channels=channels, classes=outside)[0]
-        else:
-            paths = np.asarray([str(p) for p in _list_images(Path(root))], dtype=str)
-            chosen = np.sort(rng.permutation(len(paths))[:n])
-            return ImageFiles(paths[chosen], image_size, channels, view="random_resized_crop",
-                              crop_seeds=rng.integers(0, 2**63 - 1, size=len(chosen)))  # decoded on access
-        return files.take(np.sort(rng.permutation(len(files))[:n]))
+            return files.take(np.sort(rng.permutation(len(files))[:n]))  # decoded on access
+        paths = np.asarray([str(p) for p in _list_images(Path(root))], dtype=str)  # openimages (350k images)
+        chosen = np.sort(rng.permutation(len(paths))[:n])
+        return ImageFiles(paths[chosen], image_size, channels, view="random_resized_crop",
+                          crop_seeds=rng.integers(0, 2**63 - 1, size=len(chosen)))  # decoded on access
     if name == "noise":
         return rng.integers(0, 256, size=(n, image_size, image_size, channels), dtype=np.uint8)
     if name == "mnist5k":
